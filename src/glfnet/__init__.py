@@ -1,0 +1,26 @@
+"""glfnet: GLFNet and leak-free evaluation for micro-expression recognition.
+
+Implements Zhang, Yao, Yang, Yin, "GLFNet: Attention Mechanism-Based Global-Local Feature
+Fusion Network for Micro-Expression Recognition", Entropy 2025, 27(10):1023,
+doi:10.3390/e27101023, and the data handling around it.
+
+Layout: ``data`` (flow sets, raw readers, protocols) -> ``preprocess`` (face, flow, cache)
+-> ``models`` -> ``train`` -> ``eval`` -> ``report`` -> ``cli``.
+"""
+
+__version__ = "0.1.0"
+
+
+def create_model(name: str, num_classes: int = 3, in_chans: int = 3, **overrides):
+    """Build a registered model (``glfnet``, ``glfnet_s``, ``ststnet``). See glfnet.models."""
+    from glfnet.models import create_model as _create
+
+    return _create(name, num_classes=num_classes, in_chans=in_chans, **overrides)
+
+
+def __getattr__(name):  # lazy: importing glfnet stays cheap
+    if name == "Recognizer":
+        from glfnet.predict import Recognizer
+
+        return Recognizer
+    raise AttributeError(name)

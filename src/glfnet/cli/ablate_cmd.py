@@ -1,0 +1,5 @@
+"""`glfnet ablate` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

@@ -1,0 +1,5 @@
+"""`glfnet demo` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

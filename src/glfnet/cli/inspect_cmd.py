@@ -1,0 +1,5 @@
+"""`glfnet inspect` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

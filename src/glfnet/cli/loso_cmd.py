@@ -1,0 +1,5 @@
+"""`glfnet loso` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

@@ -1,0 +1,5 @@
+"""`glfnet predict` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

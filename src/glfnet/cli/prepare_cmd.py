@@ -1,0 +1,5 @@
+"""`glfnet prepare` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

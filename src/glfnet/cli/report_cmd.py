@@ -1,0 +1,5 @@
+"""`glfnet report` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass

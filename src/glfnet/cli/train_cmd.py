@@ -1,0 +1,5 @@
+"""`glfnet train` (placeholder until implemented)."""
+
+
+def register(app) -> None:
+    pass
