@@ -1,0 +1,3 @@
+from glfnet.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""Evaluation: subject-independent splits, MEGC2019 metrics, and the protocol runner."""

@@ -1,0 +1,260 @@
+"""GLFNet: global-local feature fusion network for micro-expression recognition.
+
+Zhang, Yao, Yang, Yin, "GLFNet: Attention Mechanism-Based Global-Local Feature Fusion Network
+for Micro-Expression Recognition", Entropy 2025, 27(10):1023, doi:10.3390/e27101023.
+
+Only the abstract is public. It names three modules, each implemented here:
+
+* :class:`GlobalAttention` -- the "Global Attention" module, over the whole feature map;
+* :class:`LocalBlock` -- the "Local Block": four non-overlapping regions of the feature map,
+  each with its own weights, emphasising salient regions and suppressing the rest;
+* :class:`AdaptiveFeatureFusion` -- "AFF": attention that reweights channels to join the
+  global and local features.
+
+Input: one (u, v, strain) optical-flow image between onset and apex. Everything the paper
+leaves open (trunk, widths, attention form, region gating, head) follows the authors' group's
+published sibling networks where known and is justified in docs/model.md.
+
+    x -> stem -> trunk (BasicBlocks) -+-> global: BasicBlock(s2) -> GlobalAttention -+
+                                      +-> local:  4 quadrant blocks -> merge(s2) ----+-> AFF
+    -> global average pool -> dropout -> linear
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from glfnet.models.layers import BasicBlock, conv_bn_act, init_weights
+from glfnet.models.registry import register_model
+
+
+class GlobalAttention(nn.Module):
+    """Global Attention (paper's "LA" module): self-attention over all positions of the map.
+
+    Non-local / embedded-Gaussian attention (Wang et al., CVPR 2018) with a depthwise 3x3
+    position encoding and a residual branch whose BatchNorm starts at zero, so the module
+    begins as the identity and learns how much global context to add. ``last_map`` (when
+    ``keep_maps``) holds the attention each position receives, (B, H, W), for visualisation.
+    """
+
+    def __init__(self, dim: int, reduction: int = 2, heads: int = 1):
+        super().__init__()
+        inner = max(dim // reduction, 8)
+        if inner % heads:
+            raise ValueError(f"attention width {inner} is not divisible by heads={heads}")
+        self.heads, self.inner = heads, inner
+        self.pos = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+        self.qkv = nn.Conv2d(dim, 3 * inner, 1, bias=False)
+        self.proj = nn.Conv2d(inner, dim, 1, bias=False)
+        self.bn = nn.BatchNorm2d(dim)
+        self.keep_maps = False
+        self.last_map: torch.Tensor | None = None
+
+    def reset_parameters_zero(self) -> None:
+        nn.init.zeros_(self.bn.weight)
+
+    def forward(self, x):
+        x = x + self.pos(x)
+        b, _, h, w = x.shape
+        q, k, v = self.qkv(x).reshape(b, 3, self.heads, self.inner // self.heads, h * w).unbind(1)
+        attn = torch.softmax(q.transpose(-2, -1) @ k * (q.shape[2] ** -0.5), dim=-1)  # (b, h, N, N)
+        out = (v @ attn.transpose(-2, -1)).reshape(b, self.inner, h, w)
+        if self.keep_maps:
+            self.last_map = attn.mean(dim=(1, 2)).reshape(b, h, w).detach()
+        return x + self.bn(self.proj(out))
+
+
+class CBAMAttention(nn.Module):
+    """Alternative global attention: CBAM (Woo et al., ECCV 2018) channel then spatial gate.
+
+    ``last_map`` (when ``keep_maps``) holds the spatial gate, (B, H, W)."""
+
+    def __init__(self, dim: int, reduction: int = 8):
+        super().__init__()
+        hidden = max(dim // reduction, 4)
+        self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, dim, 1))
+        self.spatial = nn.Conv2d(2, 1, 7, 1, 3)
+        self.keep_maps = False
+        self.last_map: torch.Tensor | None = None
+
+    def reset_parameters_zero(self) -> None:
+        pass
+
+    def forward(self, x):
+        ch = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)) + self.mlp(F.adaptive_max_pool2d(x, 1)))
+        x = x * ch
+        sp = torch.sigmoid(self.spatial(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
+        if self.keep_maps:
+            self.last_map = sp[:, 0].detach()
+        return x * sp
+
+
+class LocalBlock(nn.Module):
+    """Local Block (paper's "GB" module): four non-overlapping regions, own weights each.
+
+    The map is cut into quadrants (top-left, top-right, bottom-left, bottom-right: roughly the
+    two eye and two mouth regions of an aligned face); each passes through its own BasicBlock
+    (weights not shared). A per-region gate (sigmoid of a linear read of the region's pooled
+    features) emphasises salient regions and suppresses the rest; ``last_gates`` (B, 4) keeps
+    it when ``keep_maps``. The regions are put back in place and a shared stride-2 BasicBlock
+    merges them.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, region_gate: bool = True):
+        super().__init__()
+        self.regions = nn.ModuleList(BasicBlock(in_ch, out_ch) for _ in range(4))
+        self.gates = nn.ModuleList(nn.Linear(out_ch, 1) for _ in range(4)) if region_gate else None
+        self.merge = BasicBlock(out_ch, out_ch, stride=2)
+        self.keep_maps = False
+        self.last_gates: torch.Tensor | None = None
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        if h % 2 or w % 2:
+            raise ValueError(f"the Local Block splits the feature map into four equal regions and "
+                             f"needs an even size, got {h}x{w}; change the input size")
+        h2, w2 = h // 2, w // 2
+        parts = [x[..., :h2, :w2], x[..., :h2, w2:], x[..., h2:, :w2], x[..., h2:, w2:]]
+        outs = [block(p) for block, p in zip(self.regions, parts)]
+        if self.gates is not None:
+            g = torch.cat([torch.sigmoid(gate(o.mean(dim=(2, 3)))) for gate, o in zip(self.gates, outs)], 1)
+            outs = [o * g[:, i, None, None, None] for i, o in enumerate(outs)]
+            if self.keep_maps:
+                self.last_gates = g.detach()
+        top = torch.cat(outs[:2], dim=3)
+        bottom = torch.cat(outs[2:], dim=3)
+        return self.merge(torch.cat([top, bottom], dim=2))
+
+
+class AdaptiveFeatureFusion(nn.Module):
+    """Adaptive Feature Fusion (paper's "AFF"): attention that reweights channels.
+
+    Following the same first author's AAFF: concatenate global and local maps, derive channel
+    weights from average- and max-pooled descriptors through a shared 1x1-conv MLP, each
+    through a sigmoid; output ``w_avg * X + w_max * X``, then a 1x1 conv (+BN, ReLU) back to
+    ``out_ch``. ``last_weights`` (B, 2C) keeps ``(w_avg + w_max) / 2`` when ``keep_maps``:
+    the first C channels are the global branch's, the last C the local branch's.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(in_ch // reduction, 8)
+        self.mlp = nn.Sequential(nn.Conv2d(in_ch, hidden, 1, bias=False), nn.ReLU(inplace=True),
+                                 nn.Conv2d(hidden, in_ch, 1, bias=False))
+        self.out = conv_bn_act(in_ch, out_ch, kernel=1)
+        self.keep_maps = False
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, g, l):
+        x = torch.cat([g, l], dim=1)
+        w_avg = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)))
+        w_max = torch.sigmoid(self.mlp(F.adaptive_max_pool2d(x, 1)))
+        if self.keep_maps:
+            self.last_weights = ((w_avg + w_max) / 2).flatten(1).detach()
+        return self.out(w_avg * x + w_max * x)
+
+
+class ConcatFusion(nn.Module):
+    """Ablation: plain concatenation and a 1x1 conv, no channel attention."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.out = conv_bn_act(in_ch, out_ch, kernel=1)
+
+    def forward(self, g, l):
+        return self.out(torch.cat([g, l], dim=1))
+
+
+class SumFusion(nn.Module):
+    """Ablation: element-wise sum of the two branches."""
+
+    def forward(self, g, l):
+        return g + l
+
+
+class GLFNet(nn.Module):
+    """GLFNet. Switches for the paper's ablation: ``global_branch``, ``local_branch``,
+    ``fusion`` in {"aff", "concat", "sum"}; ``global_attn`` in {"nonlocal", "cbam", "none"}."""
+
+    def __init__(self, num_classes: int = 3, in_chans: int = 3, stem_width: int = 64,
+                 stem_stride: int = 2, stem_pool: bool = True, widths=(64, 128, 256),
+                 strides=(1, 2, 2), branch_width: int = 512, global_attn: str = "nonlocal",
+                 global_branch: bool = True, local_branch: bool = True, fusion: str = "aff",
+                 region_gate: bool = True, drop_rate: float = 0.0, attn_reduction: int = 2,
+                 aff_reduction: int = 16):
+        super().__init__()
+        if not (global_branch or local_branch):
+            raise ValueError("GLFNet needs at least one of global_branch and local_branch")
+        if fusion not in ("aff", "concat", "sum"):
+            raise ValueError(f"fusion must be aff, concat or sum, not {fusion!r}")
+        if global_attn not in ("nonlocal", "cbam", "none"):
+            raise ValueError(f"global_attn must be nonlocal, cbam or none, not {global_attn!r}")
+        if len(widths) != len(strides):
+            raise ValueError("widths and strides must have the same length")
+        self.num_classes, self.num_features = num_classes, branch_width
+        stem = [conv_bn_act(in_chans, stem_width, 3, stem_stride)]
+        if stem_pool:
+            stem.append(nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(*stem)
+        blocks, prev = [], stem_width
+        for w, s in zip(widths, strides):
+            blocks.append(BasicBlock(prev, w, s))
+            prev = w
+        self.trunk = nn.Sequential(*blocks)
+        self.global_block = self.global_attn = self.local = self.fusion = None
+        if global_branch:
+            self.global_block = BasicBlock(prev, branch_width, stride=2)
+            self.global_attn = {"nonlocal": lambda: GlobalAttention(branch_width, attn_reduction),
+                                "cbam": lambda: CBAMAttention(branch_width),
+                                "none": nn.Identity}[global_attn]()
+        if local_branch:
+            self.local = LocalBlock(prev, branch_width, region_gate)
+        if global_branch and local_branch:
+            self.fusion = {"aff": lambda: AdaptiveFeatureFusion(2 * branch_width, branch_width, aff_reduction),
+                           "concat": lambda: ConcatFusion(2 * branch_width, branch_width),
+                           "sum": SumFusion}[fusion]()
+        self.drop = nn.Dropout(drop_rate)
+        self.fc = nn.Linear(branch_width, num_classes)
+        init_weights(self)
+        if isinstance(self.global_attn, GlobalAttention):
+            self.global_attn.reset_parameters_zero()
+
+    def set_keep_maps(self, keep: bool = True) -> None:
+        """Keep attention maps, region gates and fusion weights of the last forward pass."""
+        for m in self.modules():
+            if hasattr(m, "keep_maps"):
+                m.keep_maps = keep
+
+    def forward_features(self, x):
+        x = self.trunk(self.stem(x))
+        g = self.global_attn(self.global_block(x)) if self.global_block is not None else None
+        l = self.local(x) if self.local is not None else None
+        if g is None or l is None:
+            return g if l is None else l
+        return self.fusion(g, l)
+
+    def forward_head(self, x, pre_logits: bool = False):
+        x = self.drop(x.mean(dim=(2, 3)))
+        return x if pre_logits else self.fc(x)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+# Presets. `glfnet`: the paper-scale reading at 224x224 (about 26 M parameters).
+# `glfnet_s`: the same topology for 28-64 px inputs and CPU training; the quadrant split
+# happens on a 14x14 map at 28 px input (widths chosen on the SMIC development set, docs/model.md).
+
+@register_model("glfnet", input_size=224)
+def glfnet(**kwargs) -> GLFNet:
+    return GLFNet(**kwargs)
+
+
+@register_model("glfnet_s", input_size=28)
+def glfnet_s(**kwargs) -> GLFNet:
+    cfg = dict(stem_width=16, stem_stride=1, stem_pool=True, widths=(24,), strides=(1,),
+               branch_width=32, attn_reduction=2, aff_reduction=4, drop_rate=0.2)
+    cfg.update(kwargs)
+    return GLFNet(**cfg)

@@ -1,0 +1,1 @@
+"""Reports: results tables, figures and run comparisons built from run directories."""

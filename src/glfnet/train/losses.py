@@ -1,0 +1,53 @@
+"""Class-balanced loss: Cui, Jia, Lin, Song, Belongie, "Class-Balanced Loss Based on
+Effective Number of Samples", CVPR 2019 -- GLFNet's replacement for cross-entropy.
+
+Effective number E_n = (1 - beta^n) / (1 - beta); class weight w_c = (1 - beta) / (1 - beta^n_c),
+normalised so the weights of the classes present sum to their number; loss = w_y * base, with
+base = softmax cross-entropy or focal loss (gamma). Counts come from the fold's training labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def class_balanced_weights(counts, beta: float) -> np.ndarray:
+    """Per-class weights; a class absent from training gets weight 0 (it has no samples)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
+    w = np.zeros_like(counts)
+    w[present] = (1.0 - beta) / (1.0 - np.power(beta, counts[present]))
+    w[present] *= present.sum() / w[present].sum()
+    return w
+
+
+class ClassBalancedLoss(nn.Module):
+    """``beta=None`` gives equal weights: the plain base loss (the ``--loss ce`` ablation)."""
+
+    def __init__(self, counts, beta: float | None = 0.999, base: str = "ce", gamma: float = 2.0,
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        if base not in ("ce", "focal"):
+            raise ValueError(f"base loss must be ce or focal, not {base!r}")
+        counts = np.asarray(counts)
+        w = class_balanced_weights(counts, beta) if beta is not None else (counts > 0).astype(float)
+        self.register_buffer("weight", torch.tensor(w, dtype=torch.float32))
+        self.base, self.gamma, self.label_smoothing = base, gamma, label_smoothing
+
+    def forward(self, logits, target):
+        ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=self.label_smoothing)
+        if self.base == "focal":
+            p_t = torch.exp(-F.cross_entropy(logits.float(), target, reduction="none"))
+            ce = (1.0 - p_t).pow(self.gamma) * ce
+        return (self.weight[target] * ce).mean()  # as Cui et al.: weighted sum / batch size
+
+
+def build_loss(cfg, counts) -> nn.Module:
+    """``cfg.loss``: cb -> class-balanced weights (``cb_beta``); ce -> equal weights. The base
+    is ``cfg.base_loss`` (ce or focal) either way."""
+    return ClassBalancedLoss(counts, beta=cfg.cb_beta if cfg.loss == "cb" else None,
+                             base=cfg.base_loss, gamma=cfg.focal_gamma,
+                             label_smoothing=cfg.label_smoothing)

@@ -1,0 +1,197 @@
+"""Train one fold's model. By construction it receives **training data only**.
+
+:func:`train_fold` is given the training inputs, labels and subjects of a fold and nothing
+else: normalisation statistics, class weights and (optional) early stopping on an inner split
+of *training subjects* all come from them. The test subject never enters this module. The
+optional ``observer`` (used for the labelled oracle figures) is called after each epoch with a
+frozen predictor; it cannot change training: predictions run in eval mode without gradients
+and draw no random numbers, so a run's honest predictions are identical with or without it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from glfnet.config import Config
+from glfnet.data import transforms as T
+from glfnet.eval.metrics import scores
+from glfnet.models import create_model, model_defaults
+from glfnet.train.losses import build_loss
+
+
+def fold_seed(seed: int, fold_name: str) -> int:
+    """A per-(seed, fold) seed: a fold's result does not depend on the order folds run in,
+    so a resumed run equals an uninterrupted one."""
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(fold_name.encode())]).generate_state(1)[0])
+
+
+class InputPipeline:
+    """Stored inputs -> network inputs: signed domain -> (augment) -> encode -> standardise.
+
+    ``input_norm="minmax"`` re-encodes each image per channel to [0, 1] (the STSTNet release
+    encoding); ``"global"`` keeps raw magnitudes. Then per-channel mean/std, fitted on the
+    fold's training inputs only (:meth:`fit`), standardise.
+    """
+
+    def __init__(self, encoding: str, input_norm: str, size: int, mean=None, std=None):
+        self.encoding, self.input_norm, self.size = encoding, input_norm, int(size)
+        self.mean = torch.zeros(3) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
+        self.std = torch.ones(3) if std is None else torch.as_tensor(std, dtype=torch.float32)
+
+    def _encode(self, x):
+        return T.minmax(x) if self.input_norm == "minmax" else x
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Stored (N, 3, H, W) -> signed domain at the model's input size (no statistics)."""
+        return T.resize(T.to_centered(x, self.encoding), self.size, "raw")
+
+    def fit(self, x_signed: torch.Tensor) -> "InputPipeline":
+        # float64 numpy: exact enough that thread scheduling cannot change the result
+        enc = self._encode(x_signed).detach().cpu().double().numpy().transpose(1, 0, 2, 3).reshape(3, -1)
+        self.mean = torch.tensor(enc.mean(axis=1), dtype=torch.float32)
+        self.std = torch.tensor(enc.std(axis=1, ddof=1), dtype=torch.float32).clamp_min(1e-6)
+        return self
+
+    def __call__(self, x_signed: torch.Tensor, augment: dict | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        if augment:
+            x_signed = T.random_augment(x_signed, generator, **augment)
+        x = self._encode(x_signed)
+        m, s = self.mean.to(x.device)[:, None, None], self.std.to(x.device)[:, None, None]
+        return (x - m) / s
+
+    def state(self) -> dict:
+        return {"encoding": self.encoding, "input_norm": self.input_norm, "size": self.size,
+                "mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "InputPipeline":
+        return cls(state["encoding"], state["input_norm"], state["size"], state["mean"], state["std"])
+
+
+@dataclass
+class TrainedFold:
+    model: torch.nn.Module
+    pipeline: InputPipeline
+    history: list[dict] = field(default_factory=list)
+    selected_epoch: int | None = None  # set when early stopping chose an epoch
+    val_subjects: list[str] = field(default_factory=list)
+
+    def predict_proba(self, X, batch_size: int = 256) -> np.ndarray:
+        return predict_proba(self.model, self.pipeline, X, batch_size)
+
+
+def input_size(cfg: Config) -> int:
+    return int(cfg.input_size or model_defaults(cfg.model)["input_size"])
+
+
+def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+    args = dict(cfg.model_args)
+    if cfg.model == "ststnet":
+        args.setdefault("img_size", input_size(cfg))
+    return create_model(cfg.model, num_classes=num_classes, **args)
+
+
+@torch.no_grad()
+def predict_proba(model, pipeline: InputPipeline, X, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, K); eval mode, no gradients, no random numbers."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    X = X if isinstance(X, torch.Tensor) else torch.tensor(np.asarray(X), dtype=torch.float32)
+    out = []
+    for i in range(0, len(X), batch_size):
+        x = pipeline(pipeline.prepare(X[i:i + batch_size].to(device)))
+        out.append(torch.softmax(model(x).float(), dim=1).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
+
+
+def _split_val_subjects(subjects: np.ndarray, frac: float, rng: np.random.Generator):
+    uniq = np.unique(subjects)
+    n_val = max(1, int(round(frac * len(uniq))))
+    if n_val >= len(uniq):
+        return np.ones(len(subjects), bool), []
+    val = set(rng.choice(uniq, size=n_val, replace=False).tolist())
+    return np.array([s not in val for s in subjects]), sorted(val)
+
+
+def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, num_classes: int,
+               encoding: str, seed: int, observer: Callable | None = None,
+               on_epoch: Callable | None = None) -> TrainedFold:
+    """Train on (X, y) -- a fold's training samples and nothing else.
+
+    ``subjects`` serve the inner validation split (``cfg.val_subjects > 0``): that fraction of
+    training subjects is held out of fitting and used to pick the epoch. ``observer(epoch,
+    predict)`` sees a frozen predictor after each epoch; ``on_epoch(record)`` gets the log row.
+    """
+    device = torch.device(cfg.device)
+    rng = np.random.default_rng(seed)
+    fit_mask, val_subjects = np.ones(len(y), bool), []
+    if cfg.val_subjects > 0:
+        fit_mask, val_subjects = _split_val_subjects(np.asarray(subjects), cfg.val_subjects, rng)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+
+    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg))
+    Xs = pipeline.prepare(torch.tensor(np.asarray(X), dtype=torch.float32, device=device))
+    y_t = torch.tensor(np.asarray(y), dtype=torch.long, device=device)
+    fit_idx = np.flatnonzero(fit_mask)
+    val_idx = np.flatnonzero(~fit_mask)
+    pipeline.fit(Xs[fit_idx])
+    counts = np.bincount(np.asarray(y)[fit_idx], minlength=num_classes)
+    loss_fn = build_loss(cfg, counts).to(device)
+
+    model = build_model(cfg, num_classes).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_batches = max(1, math.ceil(len(fit_idx) / cfg.batch_size))
+    total = cfg.epochs * n_batches
+    warm = min(cfg.warmup_epochs * n_batches, total - 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / (warm + 1) if s < warm else
+                                              0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
+    amp = cfg.amp and device.type == "cuda"
+
+    result = TrainedFold(model, pipeline, val_subjects=val_subjects)
+    best = (-1.0, None)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(fit_idx)
+        # near-equal batches: never a 1-sample batch for BatchNorm
+        total_loss, seen = 0.0, 0
+        for b in np.array_split(order, n_batches):
+            xb = pipeline(Xs[b], augment, gen)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(model(xb), y_t[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(b)
+            seen += len(b)
+        record = {"epoch": epoch, "loss": total_loss / max(seen, 1), "lr": opt.param_groups[0]["lr"],
+                  "seconds": time.perf_counter() - t0}
+        if len(val_idx):
+            pred = predict_proba(model, pipeline, X[val_idx]).argmax(1)
+            record["val_uf1"] = scores(np.asarray(y)[val_idx], pred, num_classes)["uf1"]
+            if record["val_uf1"] > best[0]:
+                best = (record["val_uf1"], copy.deepcopy(model.state_dict()))
+                result.selected_epoch = epoch
+        result.history.append(record)
+        if on_epoch:
+            on_epoch(record)
+        if observer is not None:
+            observer(epoch, lambda Xo: predict_proba(model, pipeline, Xo))
+    if best[1] is not None:
+        model.load_state_dict(best[1])
+    model.eval()
+    return result

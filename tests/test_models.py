@@ -1,0 +1,110 @@
+import pytest
+import torch
+
+import glfnet
+from glfnet.errors import ConfigError
+from glfnet.models import list_models, model_defaults
+from glfnet.models.glfnet import AdaptiveFeatureFusion, GLFNet, GlobalAttention, LocalBlock
+
+
+def n_params(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_registry_presets():
+    assert {"glfnet", "glfnet_s", "ststnet"} <= set(list_models())
+    assert model_defaults("glfnet")["input_size"] == 224
+    assert model_defaults("glfnet_s")["input_size"] == 28
+    with pytest.raises(ConfigError, match="unknown model 'resnet'"):
+        glfnet.create_model("resnet")
+    with pytest.raises(ConfigError, match="bad option"):
+        glfnet.create_model("glfnet_s", no_such_option=1)
+
+
+def test_paper_scale_glfnet():
+    m = glfnet.create_model("glfnet").eval()
+    assert 24e6 < n_params(m) < 28e6  # reference: about 27 M at 224 input
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        f = m.forward_features(x)
+        assert f.shape == (2, 512, 7, 7)
+        assert m.forward_head(f).shape == (2, 3)
+        assert m.forward_head(f, pre_logits=True).shape == (2, 512)
+
+
+@pytest.mark.parametrize("name,size", [("glfnet_s", 28), ("glfnet_s", 56), ("ststnet", 28)])
+def test_forward_shapes(name, size):
+    kw = {"img_size": size} if name == "ststnet" else {}
+    m = glfnet.create_model(name, num_classes=5, **kw)
+    y = m(torch.randn(4, 3, size, size))
+    assert y.shape == (4, 5)
+    y.sum().backward()
+
+
+def test_ststnet_size():
+    assert 1600 < n_params(glfnet.create_model("ststnet")) < 1800  # Liong et al.: ~1.7 k
+
+
+def test_local_block_splits_into_four_independent_regions():
+    torch.manual_seed(0)
+    blk = LocalBlock(8, 8, region_gate=False).eval()
+    assert len(blk.regions) == 4
+    params = [set(id(p) for p in r.parameters()) for r in blk.regions]
+    assert all(not (params[i] & params[j]) for i in range(4) for j in range(i + 1, 4))
+    x = torch.randn(1, 8, 14, 14)
+    # region k sees only its quadrant: perturbing the bottom-right quadrant leaves the
+    # top-left region's block output unchanged
+    outs = []
+    for xx in (x, x.clone().index_put_((torch.tensor([0]),), x[0].clone())):
+        outs.append(blk.regions[0](xx[..., :7, :7]))
+    y = x.clone()
+    y[..., 7:, 7:] += 5
+    assert torch.allclose(blk.regions[0](x[..., :7, :7]), blk.regions[0](y[..., :7, :7]))
+    with pytest.raises(ValueError, match="even size"):
+        blk(torch.randn(1, 8, 7, 7))
+
+
+def test_ablation_switches():
+    x = torch.randn(2, 3, 28, 28)
+    for kw in ({"global_branch": False}, {"local_branch": False}, {"fusion": "concat"},
+               {"fusion": "sum"}, {"global_attn": "cbam"}, {"global_attn": "none"}):
+        m = glfnet.create_model("glfnet_s", **kw)
+        assert m(x).shape == (2, 3), kw
+    m = glfnet.create_model("glfnet_s", global_branch=False)
+    assert m.global_block is None and m.fusion is None and m.local is not None
+    m = glfnet.create_model("glfnet_s", local_branch=False)
+    assert m.local is None and m.fusion is None
+    assert isinstance(glfnet.create_model("glfnet_s").fusion, AdaptiveFeatureFusion)
+    with pytest.raises(ConfigError):
+        glfnet.create_model("glfnet_s", global_branch=False, local_branch=False)
+    with pytest.raises(ConfigError):
+        glfnet.create_model("glfnet_s", fusion="max")
+
+
+def test_global_attention_starts_as_identity_and_keeps_maps():
+    att = GlobalAttention(16).eval()
+    att.reset_parameters_zero()
+    x = torch.randn(2, 16, 7, 7)
+    att.keep_maps = True
+    assert torch.allclose(att(x), x + att.pos(x))
+    assert att.last_map.shape == (2, 7, 7)
+    assert torch.allclose(att.last_map.sum(dim=(1, 2)), torch.full((2,), 1.0), atol=1e-5)
+
+
+def test_keep_maps_exposes_attention_gates_and_fusion_weights():
+    m = glfnet.create_model("glfnet_s").eval()
+    m.set_keep_maps(True)
+    with torch.no_grad():
+        m(torch.randn(3, 3, 28, 28))
+    assert m.global_attn.last_map.shape == (3, 7, 7)
+    assert m.local.last_gates.shape == (3, 4)
+    assert m.fusion.last_weights.shape == (3, 2 * m.num_features)
+
+
+def test_same_seed_same_init():
+    torch.manual_seed(3)
+    a = glfnet.create_model("glfnet_s")
+    torch.manual_seed(3)
+    b = glfnet.create_model("glfnet_s")
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert isinstance(a, GLFNet)
