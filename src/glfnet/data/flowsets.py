@@ -67,6 +67,7 @@ class FlowSet:
     source: str
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. samples excluded by `prepare`
+    labels_path: str | None = None  # the label CSV of a flat folder
 
     def __post_init__(self):
         self.samples = self.samples.reset_index(drop=True)
@@ -88,7 +89,8 @@ class FlowSet:
     def subset(self, idx) -> "FlowSet":
         idx = np.asarray(idx)
         return FlowSet(self.samples.iloc[idx].reset_index(drop=True), self.X[idx], self.classes,
-                       self.encoding, self.kind, self.source, self.problems, self.notes)
+                       self.encoding, self.kind, self.source, self.problems, self.notes,
+                       self.labels_path)
 
     def summary(self) -> dict:
         """The object ``glfnet inspect --json`` prints."""
@@ -130,7 +132,7 @@ def load_flowset(path: str | Path, labels: str | Path | None = None, skip_bad: b
 
 
 def _finish(path: Path, kind: str, encoding: str, records: list[dict], arrays: dict,
-            problems: list[Problem], skip_bad: bool, classes, notes=()) -> FlowSet:
+            problems: list[Problem], skip_bad: bool, classes, notes=(), labels_path=None) -> FlowSet:
     """Apply the mixed-size check, then raise (strict) or exclude (skip_bad) problem samples."""
     shapes = Counter(a.shape for a in arrays.values())
     if len(shapes) > 1:
@@ -152,7 +154,8 @@ def _finish(path: Path, kind: str, encoding: str, records: list[dict], arrays: d
     keep.sort(key=lambda r: (r["database"], r["subject"], r["clip"]))
     X = np.stack([arrays[r["sample_id"]] for r in keep]).astype(np.float32, copy=False)
     df = pd.DataFrame(keep, columns=["sample_id", "database", "subject", "clip", "label", "source"])
-    return FlowSet(df, X, tuple(classes), encoding, kind, str(path), problems, list(notes))
+    return FlowSet(df, X, tuple(classes), encoding, kind, str(path), problems, list(notes),
+                   str(labels_path) if labels_path else None)
 
 
 def _where(records, sid) -> str:
@@ -318,7 +321,7 @@ def _load_flat(folder: Path, images: list[Path], labels, skip_bad: bool, classes
     if not records:
         raise DataError(f"label file {label_path} has no data rows.")
     return _finish(folder, "flat", "minmax", records, arrays, problems, skip_bad, classes,
-                   notes=[f"labels from {label_path}"])
+                   notes=[f"labels from {label_path}"], labels_path=label_path)
 
 
 # --------------------------------------------------------------------------- LOSO tree

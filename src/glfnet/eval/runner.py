@@ -80,8 +80,8 @@ def _prepare_out(out: Path, cfg: Config, fs: FlowSet, overwrite: bool) -> None:
 
         for name in ("folds", "checkpoints"):
             shutil.rmtree(out / name, ignore_errors=True)
-    io.write_text(cfg_path, dump_yaml(cfg, {"data": fs.source, "data_digest": digest,
-                                            "glfnet_version": __version__}))
+    io.write_text(cfg_path, dump_yaml(cfg, {"data": fs.source, "labels": fs.labels_path,
+                                            "data_digest": digest, "glfnet_version": __version__}))
 
 
 def _fold_path(out: Path, seed: int, fold: Fold) -> Path:
@@ -126,6 +126,7 @@ def run_fold(fs: FlowSet, fold: Fold, cfg: Config, seed: int, oracle: bool = Fal
                          len(fs.classes), fs.encoding, fold_seed(seed, fold.name),
                          observer=observe if oracle else None, on_epoch=on_epoch)
     probs = trained.predict_proba(X_test)
+    maps = explain(trained, X_test)
     rec = {
         "seed": seed, "fold": fold.name, "database": fold.database, "subject": fold.subject,
         "n_train": int(len(tr)),
@@ -139,9 +140,38 @@ def run_fold(fs: FlowSet, fold: Fold, cfg: Config, seed: int, oracle: bool = Fal
         "selected_epoch": trained.selected_epoch,
         "val_subjects": trained.val_subjects,
         "oracle": {"epoch_preds": epoch_preds} if oracle else None,
+        "maps": maps,
         "seconds": time.perf_counter() - t0,
     }
     return rec, trained
+
+
+@torch.no_grad()
+def explain(trained, X_test) -> dict | None:
+    """GLFNet's attention on the test samples, from the finished model (after training, so
+    nothing flows back): the global attention map (N, h, w), the Local Block's region gates
+    (N, 4: top-left, top-right, bottom-left, bottom-right) and the fusion's mean channel
+    weight per branch (N, 2: global, local). None for models without these modules."""
+    model = trained.model
+    if not hasattr(model, "set_keep_maps") or not len(X_test):
+        return None
+    model.set_keep_maps(True)
+    try:
+        trained.predict_proba(X_test, batch_size=len(X_test))
+        out = {}
+        att = getattr(model, "global_attn", None)
+        if getattr(att, "last_map", None) is not None:
+            out["global"] = np.round(att.last_map.cpu().numpy(), 5).tolist()
+        if model.local is not None and model.local.last_gates is not None:
+            out["regions"] = np.round(model.local.last_gates.cpu().numpy(), 5).tolist()
+        fusion = getattr(model, "fusion", None)
+        if getattr(fusion, "last_weights", None) is not None:
+            w = fusion.last_weights.cpu().numpy()
+            c = w.shape[1] // 2
+            out["fusion"] = np.round(np.stack([w[:, :c].mean(1), w[:, c:].mean(1)], 1), 5).tolist()
+        return out or None
+    finally:
+        model.set_keep_maps(False)
 
 
 def oracle_pick(rec: dict) -> tuple[int, list[int]]:
