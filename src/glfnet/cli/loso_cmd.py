@@ -134,12 +134,16 @@ def loso(
 
 
 def write_report(out: Path) -> None:
-    """Write report.md/report.html when the report module is available."""
+    """Write report.md/report.html into the run directory."""
+    from glfnet.errors import GlfnetError
+    from glfnet.report.build import build_report
+
     try:
-        from glfnet.report.build import build_report
-    except ImportError:
+        paths = build_report(out)
+    except GlfnetError as e:  # the results are written; a failed report must not hide them
+        warn(f"the report could not be built ({e}); the results above are in {out}. "
+             f"Retry with `glfnet report {out}`.")
         return
-    paths = build_report(out)
     console.print(f"report: {', '.join(str(p) for p in paths)}")
 
 

@@ -38,7 +38,8 @@ from glfnet.eval.metrics import scores
 from glfnet.eval.splits import Fold, make_folds
 from glfnet.train.trainer import fold_seed, train_fold
 
-HONEST_LABEL = "leak-free: fixed schedule from the configuration, test subject unseen until the end"
+HONEST_LABEL = ("leak-free: fixed schedule from the configuration; held-out data unseen until "
+                "training ends")
 ORACLE_LABEL = "oracle (test-selected, optimistic)"
 
 

@@ -1,0 +1,285 @@
+"""`glfnet compare RUN_A RUN_B ...`: leak-free results of several runs side by side, with
+per-seed paired differences against the first run.
+
+Only the leak-free ("honest") section of each ``metrics.json`` is read; oracle figures are
+never compared.
+
+**Noise rule.** Runs are paired by seed (same seed: same folds, same seeded training order,
+so seed-to-seed variation common to both runs cancels). For every subset and metric let
+``d_s = run_s - base_s`` over the k seeds both runs share. A difference *exceeds the seed
+noise* when a two-sided paired t-test over those seeds rejects "no difference" at
+``ALPHA = 0.05``, i.e. ``|mean(d)| > t_{0.975, k-1} * SE`` with ``SE = sd(d) / sqrt(k)``
+(sample sd, ddof=1). With k = 1 the noise cannot be estimated (shown as "n/a"); with no
+common seed there is no paired difference. If every seed moved by exactly the same non-zero
+amount (SE = 0) the difference counts as exceeding the noise. Several subsets and metrics
+are tested at once, uncorrected: treat a lone "yes" among many as a lead, not a finding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glfnet import io
+from glfnet.data.naming import DB_DISPLAY
+from glfnet.errors import GlfnetError
+from glfnet.report.render import Doc, to_html, to_markdown
+from glfnet.report.rundir import Run, load_run
+from glfnet.report.tables import SUBSET_ORDER, fmt_pm
+
+ALPHA = 0.05
+METRICS = ("uf1", "uar")
+NOISE_RULE = ("A difference exceeds the seed noise when a two-sided paired t-test over the "
+              "common seeds rejects 'no difference' at level 0.05: |mean difference| > "
+              "t(0.975, k−1) × SE, SE = sample sd of the per-seed differences / √k. With one "
+              "common seed the noise cannot be estimated (n/a). Tests are not corrected for "
+              "the number of subsets and metrics compared.")
+
+
+class CompareError(GlfnetError):
+    """Runs that cannot be compared as asked."""
+
+
+@dataclass
+class Paired:
+    """Per-seed paired difference ``run - base`` for one subset and metric."""
+
+    run: str
+    subset: str
+    metric: str
+    seeds: list[int]
+    diffs: list[float]
+    mean: float
+    se: float | None  # None with fewer than two seeds
+    threshold: float | None  # t_{1-alpha/2, k-1} * SE
+    p_value: float | None
+    exceeds: bool | None  # None: noise not estimable
+
+    @property
+    def verdict(self) -> str:
+        return {True: "yes", False: "no", None: "n/a"}[self.exceeds]
+
+
+def paired_difference(base_per_seed: list[dict], run_per_seed: list[dict], metric: str,
+                      run: str = "", subset: str = "") -> Paired | None:
+    """Paired difference over the seeds both ``per_seed`` lists share (None if none)."""
+    from scipy import stats
+
+    base = {int(r["seed"]): r[metric] for r in base_per_seed}
+    other = {int(r["seed"]): r[metric] for r in run_per_seed}
+    seeds = [s for s in other if s in base]
+    if not seeds:
+        return None
+    diffs = [float(other[s]) - float(base[s]) for s in seeds]
+    k = len(diffs)
+    mean = math.fsum(diffs) / k
+    if k < 2:
+        return Paired(run, subset, metric, seeds, diffs, mean, None, None, None, None)
+    sd = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (k - 1))
+    se = sd / math.sqrt(k)
+    t_crit = float(stats.t.ppf(1 - ALPHA / 2, k - 1))
+    if se < 1e-12:
+        exceeds = abs(mean) > 1e-12
+        p = 0.0 if exceeds else 1.0
+        se = 0.0
+    else:
+        p = float(2 * stats.t.sf(abs(mean) / se, k - 1))
+        exceeds = abs(mean) > t_crit * se
+    return Paired(run, subset, metric, seeds, diffs, mean, se, t_crit * se, p, bool(exceeds))
+
+
+@dataclass
+class Comparison:
+    runs: list[Run]
+    names: list[str]
+    subsets: list[str]
+    common_seeds: dict[str, list[int]] = field(default_factory=dict)
+    paired: list[Paired] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.names[0]
+
+
+def _names(runs: list[Run]) -> list[str]:
+    names = [r.name for r in runs]
+    if len(set(names)) < len(names):  # same folder name in different places
+        names = [f"{r.path.parent.name}/{r.name}" for r in runs]
+    if len(set(names)) < len(names):
+        names = [str(r.path) for r in runs]
+    return names
+
+
+def compare_runs(paths, names: list[str] | None = None) -> Comparison:
+    """Load the runs and compute the paired differences of every run against the first."""
+    if len(paths) < 2:
+        raise CompareError("give at least two run directories to compare (the first is the base "
+                           "of the paired differences).")
+    runs = [load_run(p) for p in paths]
+    names = list(names) if names else _names(runs)
+    subsets = []
+    for r in runs:
+        subsets += [s for s in r.metrics["honest"] if s not in subsets]
+    subsets = [s for s in SUBSET_ORDER if s in subsets] + sorted(s for s in subsets if s not in SUBSET_ORDER)
+    comp = Comparison(runs, names, subsets)
+    base = runs[0]
+    for run, name in zip(runs[1:], names[1:]):
+        if run.metrics["protocol"] != base.metrics["protocol"]:
+            comp.warnings.append(f"{name} uses protocol {run.metrics['protocol']}, the base "
+                                 f"{base.metrics['protocol']}: its numbers are not comparable.")
+        d0, d1 = base.config.get("data_digest"), run.config.get("data_digest")
+        if d0 and d1 and d0 != d1:
+            comp.warnings.append(f"{name} was run on different input data than {names[0]} "
+                                 "(data digests differ): paired differences compare different "
+                                 "samples.")
+        common = [s for s in run.seeds if s in base.seeds]
+        comp.common_seeds[name] = common
+        for subset in subsets:
+            a, b = base.metrics["honest"].get(subset), run.metrics["honest"].get(subset)
+            if not a or not b:
+                continue
+            for metric in METRICS:
+                p = paired_difference(a["per_seed"], b["per_seed"], metric, name, subset)
+                if p is not None:
+                    comp.paired.append(p)
+    return comp
+
+
+def what_differs(base_cfg: dict, cfg: dict) -> str:
+    """Configuration keys that differ from the base run, ``key=value`` (seeds and run-only
+    keys left out)."""
+    from glfnet.config import Config
+
+    skip = set(Config.RUN_ONLY)
+    out = []
+    for k in sorted(set(base_cfg) | set(cfg)):
+        if k in skip or base_cfg.get(k) == cfg.get(k):
+            continue
+        a, b = base_cfg.get(k), cfg.get(k)
+        if isinstance(a, dict) or isinstance(b, dict):
+            a, b = a or {}, b or {}
+            out += [f"{k}.{kk}={b.get(kk)!r}" for kk in sorted(set(a) | set(b)) if a.get(kk) != b.get(kk)]
+        else:
+            out.append(f"{k}={b!r}")
+    return ", ".join(out)
+
+
+# --------------------------------------------------------------------------- rendering
+
+def _sign(v: float) -> str:
+    return f"{v:+.4f}"
+
+
+def _cell(run: Run, subset: str, metric: str) -> str:
+    s = run.metrics["honest"].get(subset)
+    return "—" if not s else fmt_pm(s[metric], s[f"{metric}_std"], len(run.seeds))
+
+
+def comparison_doc(comp: Comparison) -> tuple[Doc, bytes]:
+    from glfnet.report import figures as F
+
+    base = comp.runs[0]
+    doc = Doc(f"Comparison of {len(comp.runs)} runs")
+    doc.p(f"Leak-free results only (oracle figures are never compared). Paired differences are "
+          f"taken against the first run, `{comp.base}`.")
+    for w in comp.warnings:
+        doc.note(w, "warning")
+    doc.h(2, "Runs")
+    rows = []
+    for i, (n, r) in enumerate(zip(comp.names, comp.runs)):
+        diff = what_differs(base.metrics.get("config") or {}, r.metrics.get("config") or {})
+        rows.append([f"`{n}`", f"`{r.metrics['model']}`",
+                     "(base)" if i == 0 else (f"`{diff}`" if diff else "nothing"),
+                     f"`{','.join(map(str, r.seeds))}`", r.metrics["protocol"].upper(), f"`{r.path}`"])
+    doc.table(["Run", "Model", "Differs from the base", "Seeds", "Protocol", "Directory"], rows)
+    for metric in METRICS:
+        doc.h(2, f"{metric.upper()} (mean ± std over seeds)")
+        doc.table(["Run"] + [DB_DISPLAY.get(s, s) for s in comp.subsets],
+                  [[f"`{n}`"] + [_cell(r, s, metric) for s in comp.subsets]
+                   for n, r in zip(comp.names, comp.runs)])
+    per_seed = {n: {m: [row[m] for row in r.metrics["honest"]["full"]["per_seed"]] for m in METRICS}
+                for n, r in zip(comp.names, comp.runs)}
+    png = F.comparison_png(comp.names, per_seed)
+    doc.img("comparison_full.png", "Full-set UF1 and UAR per run", png,
+            "Full set: bars are means over seeds, dots single seeds.")
+    doc.h(2, f"Paired differences versus `{comp.base}`")
+    doc.p(NOISE_RULE)
+    for name in comp.names[1:]:
+        seeds = comp.common_seeds.get(name, [])
+        doc.h(3, f"`{name}` − `{comp.base}`")
+        if not seeds:
+            doc.p("No seed in common with the base run: no paired differences.")
+            continue
+        doc.p(f"Common seeds: `{', '.join(map(str, seeds))}`."
+              + (" One common seed: the seed noise cannot be estimated." if len(seeds) == 1 else ""))
+        rows = [p for p in comp.paired if p.run == name]
+        doc.table(["Subset", "Metric", "Per seed (run − base)", "Mean", "SE", "Threshold",
+                   "Exceeds seed noise"],
+                  [[DB_DISPLAY.get(p.subset, p.subset), p.metric.upper(),
+                    ", ".join(_sign(d) for d in p.diffs), _sign(p.mean),
+                    "—" if p.se is None else f"{p.se:.4f}",
+                    "—" if p.threshold is None else f"{p.threshold:.4f}",
+                    f"**{p.verdict}**" if p.exceeds else p.verdict] for p in rows],
+                  "Threshold: t(0.975, k−1) × SE over the k common seeds.")
+    return doc, png
+
+
+def default_out(paths) -> Path:
+    """The folder that holds the runs if they share one, else ``./comparison``."""
+    parents = {Path(p).resolve().parent for p in paths}
+    return parents.pop() if len(parents) == 1 else Path("comparison")
+
+
+def write_comparison(comp: Comparison, out: str | Path) -> list[Path]:
+    """Write ``comparison.md``, ``comparison.html`` and ``comparison_full.png`` into ``out``."""
+    out = Path(out)
+    doc, png = comparison_doc(comp)
+    io.write_bytes(out / "comparison_full.png", png)
+    return [io.write_text(out / "comparison.md", to_markdown(doc)),
+            io.write_text(out / "comparison.html", to_html(doc))]
+
+
+def rich_tables(comp: Comparison) -> list:
+    """Rich tables: UF1 and UAR per run (mean ± std), and paired differences versus the base."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    tables = []
+    for m in METRICS:
+        t = Table(title=f"Leak-free {m.upper()} (mean ± std over seeds)")
+        t.add_column("run", overflow="fold")
+        t.add_column("seeds", overflow="fold")
+        for s in comp.subsets:
+            t.add_column(DB_DISPLAY.get(s, s), justify="right", overflow="fold")
+        for n, r in zip(comp.names, comp.runs):
+            t.add_row(escape(n), ",".join(map(str, r.seeds)), *[_cell(r, s, m) for s in comp.subsets])
+        tables.append(t)
+    d = Table(title=f"Paired differences versus {escape(comp.base)} (run − base over common seeds)",
+              caption="* exceeds the seed noise (paired t-test, 0.05); n/a: one common seed")
+    d.add_column("run", overflow="fold")
+    d.add_column("common seeds", overflow="fold")
+    d.add_column("subset", overflow="fold")
+    for m in METRICS:
+        d.add_column(f"Δ{m.upper()} (± SE)", justify="right", overflow="fold")
+    for name in comp.names[1:]:
+        seeds = comp.common_seeds.get(name, [])
+        if not seeds:
+            d.add_row(escape(name), "none", "—", *["—"] * len(METRICS))
+            continue
+        for s in comp.subsets:
+            ps = {p.metric: p for p in comp.paired if p.run == name and p.subset == s}
+            if not ps:
+                continue
+            cells = []
+            for m in METRICS:
+                p = ps.get(m)
+                if p is None:
+                    cells.append("—")
+                    continue
+                text = _sign(p.mean) + ("" if p.se is None else f" ± {p.se:.4f}")
+                cells.append(f"[bold]{text} *[/bold]" if p.exceeds else
+                             text + (" n/a" if p.exceeds is None else ""))
+            d.add_row(escape(name), ",".join(map(str, seeds)), DB_DISPLAY.get(s, s), *cells)
+    return tables + [d]
