@@ -277,6 +277,24 @@ def child_dir(folder: Path, name: str) -> Path:
     return next((p for p in sorted(Path(folder).iterdir()) if p.name.lower() == low), exact)
 
 
+def clip_dir_by_name(sdir: Path, clip: str, database: str) -> Path:
+    """``sdir/clip``, else the child folder whose name normalises to ``clip`` (a folder spelt
+    with other zero padding: SAMM ``6_1_2`` for ``006_1_2``, SMIC ``s1_ne_01`` for
+    ``s01_ne_01``)."""
+    exact = child_dir(sdir, clip)
+    if exact.is_dir() or not sdir.is_dir():
+        return exact
+    return next((p for p in sorted(sdir.iterdir())
+                 if p.is_dir() and naming.normalize_clip(p.name, database) == clip), exact)
+
+
+def clip_folders(subjects: dict[str, Path]):
+    """``(subject, clip folder)`` for every child folder of each subject folder, sorted."""
+    for subject, sdir in subjects.items():
+        for cdir in sorted(p for p in sdir.iterdir() if p.is_dir()):
+            yield subject, cdir
+
+
 def search_dir(root: Path, test, max_depth: int = 3) -> Path | None:
     """Breadth-first search (sorted, deterministic) for a folder satisfying ``test``."""
     level = [root]
@@ -332,6 +350,33 @@ def check_sample(s: RawSample, apex_raw: str | None = None, onset_raw: str | Non
     lost = [n for n in range(max(lo, first), min(hi, last) + 1) if n not in have]
     if lost:
         a.append(f"frames missing on disk: {compress_ranges(lost)}")
+
+
+def sheet_rows(table, sheet: Path, notes: list[str]):
+    """The rows of a sheet table that name a Subject and a Filename; each other row is noted
+    in ``notes`` and skipped."""
+    for row in table.to_dict("records"):
+        if not row["subject"] or not row["filename"]:
+            notes.append(f"{sheet.name} row {row['_row']}: no Subject or Filename; ignored")
+            continue
+        yield row
+
+
+def sample_from_row(database: str, row: dict, subject: str, clip: str, cdir: Path,
+                    emotion: str | None = None, extra: dict | None = None) -> RawSample:
+    """The checked RawSample of a sheet row with onset/apex/offset columns (and optional
+    ``aus``). ``emotion`` defaults to the row's, lower-cased; ``extra`` adds to
+    ``{"row": <sheet row>}``."""
+    frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
+    s = RawSample(database=database, subject=subject, clip=clip,
+                  emotion=row["emotion"].strip().lower() if emotion is None else emotion,
+                  onset=parse_frame_number(row["onset"]),
+                  apex=parse_frame_number(row["apex"]),
+                  offset=parse_frame_number(row["offset"]),
+                  frames=frames, frame_numbers=numbers, action_units=row.get("aus", ""),
+                  clip_dir=cdir, extra={"row": row["_row"], **(extra or {})})
+    check_sample(s, apex_raw=row["apex"], onset_raw=row["onset"], offset_raw=row["offset"])
+    return s
 
 
 def folder_only_sample(database: str, subject: str, clip: str, clip_dir: Path,

@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from glfnet.data import naming
-from glfnet.data.readers.base import (DatasetScan, RawSample, check_root, check_sample,
-                                      child_dir, dedupe, find_annotation, folder_only_sample,
-                                      list_frames, parse_frame_number, read_sheet, search_dir,
-                                      subject_dirs)
+from glfnet.data.readers.base import (DatasetScan, check_root, child_dir, clip_folders, dedupe,
+                                      find_annotation, folder_only_sample, read_sheet,
+                                      sample_from_row, search_dir, sheet_rows, subject_dirs)
 from glfnet.errors import ConfigError, DataError
 
 NAME = "casme2"
@@ -81,29 +80,15 @@ def read(root, annotations=None, variant: str = "auto") -> DatasetScan:
                 subject_dirs(frames_dir, SUBJECT_RE).items()}
     prefix = "reg_img" if variant == "cropped" else "img"
     samples, notes, used = [], [], set()
-    for row in table.to_dict("records"):
-        if not row["subject"] or not row["filename"]:
-            notes.append(f"{sheet.name} row {row['_row']}: no Subject or Filename; ignored")
-            continue
+    for row in sheet_rows(table, sheet, notes):
         subject = naming.normalize_subject(row["subject"], NAME)
         clip = row["filename"].strip()
-        sdir = subjects.get(subject, frames_dir / subject)
-        cdir = child_dir(sdir, clip)
+        cdir = child_dir(subjects.get(subject, frames_dir / subject), clip)
         used.add((subject, cdir.name.lower()))
-        frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
-        s = RawSample(database=NAME, subject=subject, clip=clip,
-                      emotion=row["emotion"].strip().lower(),
-                      onset=parse_frame_number(row["onset"]),
-                      apex=parse_frame_number(row["apex"]),
-                      offset=parse_frame_number(row["offset"]),
-                      frames=frames, frame_numbers=numbers, action_units=row["aus"],
-                      clip_dir=cdir, extra={"row": row["_row"], "objective": row["objective"],
-                                            "frame_prefix": prefix})
-        check_sample(s, apex_raw=row["apex"], onset_raw=row["onset"], offset_raw=row["offset"])
-        samples.append(s)
-    for subject, sdir in subjects.items():
-        for cdir in sorted(p for p in sdir.iterdir() if p.is_dir()):
-            if (subject, cdir.name.lower()) not in used:
-                samples.append(folder_only_sample(NAME, subject, cdir.name, cdir, sheet))
+        samples.append(sample_from_row(NAME, row, subject, clip, cdir, extra={
+            "objective": row["objective"], "frame_prefix": prefix}))
+    for subject, cdir in clip_folders(subjects):
+        if (subject, cdir.name.lower()) not in used:
+            samples.append(folder_only_sample(NAME, subject, cdir.name, cdir, sheet))
     return DatasetScan(NAME, root, frames_dir, sheet, dedupe(samples), notes, variant)
 

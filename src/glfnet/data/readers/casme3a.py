@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from glfnet.data.readers.base import (DatasetScan, RawSample, check_root, check_sample,
-                                      child_dir, dedupe, find_annotation, folder_only_sample,
-                                      list_frames, parse_frame_number, read_sheet, search_dir,
+from glfnet.data.readers.base import (DatasetScan, check_root, child_dir, clip_folders, dedupe,
+                                      find_annotation, folder_only_sample, parse_frame_number,
+                                      read_sheet, sample_from_row, search_dir, sheet_rows,
                                       subject_dirs)
 from glfnet.errors import ConfigError, DataError
 
@@ -71,29 +71,17 @@ def read(root, annotations=None, variant: str = "auto") -> DatasetScan:
     table, _ = read_sheet(sheet, COLUMNS, OPTIONAL, sheet="label")
     subjects = {normalize_subject(k): v for k, v in subject_dirs(frames_dir, SUBJECT_RE).items()}
     samples, notes, used = [], [], set()
-    for row in table.to_dict("records"):
-        if not row["subject"] or not row["filename"]:
-            notes.append(f"{sheet.name} row {row['_row']}: no Subject or Filename; ignored")
-            continue
+    for row in sheet_rows(table, sheet, notes):
         subject = normalize_subject(row["subject"])
         letter = row["filename"].strip()
         onset = parse_frame_number(row["onset"])
         clip = f"{letter}_{onset}" if onset is not None else f"{letter}_row{row['_row']}"
-        sdir = subjects.get(subject, frames_dir / subject)
-        cdir = _clip_frames_dir(sdir, letter)
+        cdir = _clip_frames_dir(subjects.get(subject, frames_dir / subject), letter)
         used.add((subject, letter.lower()))
-        frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
-        s = RawSample(database=NAME, subject=subject, clip=clip,
-                      emotion=row["emotion"].strip().lower(), onset=onset,
-                      apex=parse_frame_number(row["apex"]),
-                      offset=parse_frame_number(row["offset"]),
-                      frames=frames, frame_numbers=numbers, action_units=row["aus"],
-                      clip_dir=cdir, extra={"row": row["_row"], "objective": row["objective"]})
-        check_sample(s, apex_raw=row["apex"], onset_raw=row["onset"], offset_raw=row["offset"])
-        samples.append(s)
-    for subject, sdir in subjects.items():
-        for vdir in sorted(p for p in sdir.iterdir() if p.is_dir()):
-            if (subject, vdir.name.lower()) not in used:
-                samples.append(folder_only_sample(NAME, subject, vdir.name,
-                                                  _clip_frames_dir(sdir, vdir.name), sheet))
+        samples.append(sample_from_row(NAME, row, subject, clip, cdir,
+                                       extra={"objective": row["objective"]}))
+    for subject, vdir in clip_folders(subjects):
+        if (subject, vdir.name.lower()) not in used:
+            samples.append(folder_only_sample(NAME, subject, vdir.name,
+                                              _clip_frames_dir(vdir.parent, vdir.name), sheet))
     return DatasetScan(NAME, root, frames_dir, sheet, dedupe(samples), notes, "raw")

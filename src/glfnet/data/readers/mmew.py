@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from glfnet.data import naming
-from glfnet.data.readers.base import (DatasetScan, RawSample, check_root, check_sample, dedupe,
-                                      find_annotation, folder_only_sample, list_frames,
-                                      parse_frame_number, read_sheet, search_dir)
+from glfnet.data.readers.base import (DatasetScan, check_root, dedupe, find_annotation,
+                                      folder_only_sample, read_sheet, sample_from_row,
+                                      search_dir, sheet_rows)
 from glfnet.errors import ConfigError, DataError
 
 NAME = "mmew"
@@ -58,23 +58,14 @@ def read(root, annotations=None, variant: str = "auto") -> DatasetScan:
         for cdir in sorted(p for p in edir.iterdir() if p.is_dir()):
             folders.setdefault(cdir.name.lower(), cdir)
     samples, notes, used = [], [], set()
-    for row in table.to_dict("records"):
-        if not row["subject"] or not row["filename"]:
-            notes.append(f"{sheet.name} row {row['_row']}: no Subject or Filename; ignored")
-            continue
+    for row in sheet_rows(table, sheet, notes):
         subject = naming.normalize_subject(row["subject"], NAME)
         clip = row["filename"].strip()
         emotion = row["emotion"].strip().lower()
         cdir = folders.get(clip.lower(), frames_dir / (emotion or "unknown") / clip)
         used.add(clip.lower())
-        frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
-        s = RawSample(database=NAME, subject=subject, clip=clip, emotion=emotion,
-                      onset=parse_frame_number(row["onset"]),
-                      apex=parse_frame_number(row["apex"]),
-                      offset=parse_frame_number(row["offset"]),
-                      frames=frames, frame_numbers=numbers, action_units=row["aus"],
-                      clip_dir=cdir, extra={"row": row["_row"], "remarks": row["remarks"]})
-        check_sample(s, apex_raw=row["apex"], onset_raw=row["onset"], offset_raw=row["offset"])
+        s = sample_from_row(NAME, row, subject, clip, cdir, emotion=emotion,
+                            extra={"remarks": row["remarks"]})
         if cdir.is_dir() and cdir.parent.name.lower() != emotion:
             s.anomalies.append(f"clip folder is filed under {cdir.parent.name}, the sheet says "
                                f"{emotion or 'nothing'}")

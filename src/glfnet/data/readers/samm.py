@@ -13,10 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from glfnet.data import naming
-from glfnet.data.readers.base import (DatasetScan, RawSample, check_root, check_sample,
-                                      child_dir, dedupe, find_annotation, folder_only_sample,
-                                      list_frames, parse_frame_number, read_sheet, search_dir,
-                                      subject_dirs)
+from glfnet.data.readers.base import (DatasetScan, check_root, clip_dir_by_name, clip_folders,
+                                      dedupe, find_annotation, folder_only_sample, read_sheet,
+                                      sample_from_row, search_dir, sheet_rows, subject_dirs)
 from glfnet.errors import ConfigError, DataError
 
 NAME = "samm"
@@ -72,39 +71,15 @@ def read(root, annotations=None, variant: str = "auto") -> DatasetScan:
     subjects = {naming.normalize_subject(k, NAME): v for k, v in
                 subject_dirs(frames_dir, SUBJECT_RE).items()}
     samples, notes, used = [], [], set()
-    for row in table.to_dict("records"):
-        if not row["subject"] or not row["filename"]:
-            notes.append(f"{sheet.name} row {row['_row']}: no Subject or Filename; ignored")
-            continue
+    for row in sheet_rows(table, sheet, notes):
         subject = naming.normalize_subject(row["subject"], NAME)
         clip = naming.normalize_clip(row["filename"], NAME)
-        sdir = subjects.get(subject, frames_dir / subject)
-        cdir = _clip_dir(sdir, clip)
+        cdir = clip_dir_by_name(subjects.get(subject, frames_dir / subject), clip, NAME)
         used.add((subject, naming.normalize_clip(cdir.name, NAME)))
-        frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
-        s = RawSample(database=NAME, subject=subject, clip=clip,
-                      emotion=row["emotion"].strip().lower(),
-                      onset=parse_frame_number(row["onset"]),
-                      apex=parse_frame_number(row["apex"]),
-                      offset=parse_frame_number(row["offset"]),
-                      frames=frames, frame_numbers=numbers, action_units=row["aus"],
-                      clip_dir=cdir,
-                      extra={"row": row["_row"], "micro": row["micro"],
-                             "objective": row["objective"], "notes": row["notes"]})
-        check_sample(s, apex_raw=row["apex"], onset_raw=row["onset"], offset_raw=row["offset"])
-        samples.append(s)
-    for subject, sdir in subjects.items():
-        for cdir in sorted(p for p in sdir.iterdir() if p.is_dir()):
-            clip = naming.normalize_clip(cdir.name, NAME)
-            if (subject, clip) not in used:
-                samples.append(folder_only_sample(NAME, subject, clip, cdir, sheet))
+        samples.append(sample_from_row(NAME, row, subject, clip, cdir, extra={
+            "micro": row["micro"], "objective": row["objective"], "notes": row["notes"]}))
+    for subject, cdir in clip_folders(subjects):
+        clip = naming.normalize_clip(cdir.name, NAME)
+        if (subject, clip) not in used:
+            samples.append(folder_only_sample(NAME, subject, clip, cdir, sheet))
     return DatasetScan(NAME, root, frames_dir, sheet, dedupe(samples), notes, "raw")
-
-
-def _clip_dir(sdir: Path, clip: str) -> Path:
-    exact = child_dir(sdir, clip)
-    if exact.is_dir() or not sdir.is_dir():
-        return exact
-    # a folder spelt with other zero padding (6_1_2 for 006_1_2)
-    return next((p for p in sorted(sdir.iterdir())
-                 if p.is_dir() and naming.normalize_clip(p.name, NAME) == clip), exact)

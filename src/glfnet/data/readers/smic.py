@@ -19,8 +19,9 @@ from pathlib import Path
 
 from glfnet.data import naming
 from glfnet.data.readers.base import (DatasetScan, RawSample, check_root, check_sample,
-                                      child_dir, dedupe, find_annotation, folder_only_sample,
-                                      list_frames, parse_frame_number, read_sheet, search_dir,
+                                      child_dir, clip_dir_by_name, clip_folders, dedupe,
+                                      find_annotation, folder_only_sample, list_frames,
+                                      parse_frame_number, read_sheet, search_dir, sheet_rows,
                                       subject_dirs)
 from glfnet.errors import ConfigError, DataError
 
@@ -164,16 +165,12 @@ def read_e(root, annotations=None, variant: str = "auto") -> DatasetScan:
     subjects = {naming.normalize_subject(k, NAME_E): v for k, v in
                 subject_dirs(frames_dir, SUBJECT_RE).items()}
     samples, notes, used = [], [], set()
-    for row in table.to_dict("records"):
-        if not row["subject"] or not row["filename"]:
-            notes.append(f"{sheet.name} row {row['_row']}: no Subject or Filename; ignored")
-            continue
+    for row in sheet_rows(table, sheet, notes):
         subject = naming.normalize_subject(row["subject"], NAME_E)
         clip = naming.normalize_clip(row["filename"], NAME_E)
         if not re.fullmatch(r"s\d+_.+", clip):  # Filename written without the subject
             clip = f"{subject}_{clip}"
-        sdir = subjects.get(subject, frames_dir / subject)
-        cdir = _clip_dir(sdir, clip)
+        cdir = clip_dir_by_name(subjects.get(subject, frames_dir / subject), clip, NAME_E)
         used.add((subject, clip))
         frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
         onset, offset = parse_frame_number(row["onset"]), parse_frame_number(row["offset"])
@@ -194,11 +191,10 @@ def read_e(root, annotations=None, variant: str = "auto") -> DatasetScan:
         check_sample(s, onset_raw=row["onset"], offset_raw=row["offset"],
                      apex_raw=row["apex"] if row["apex"] else None)
         samples.append(s)
-    for subject, sdir in subjects.items():
-        for cdir in sorted(p for p in sdir.iterdir() if p.is_dir()):
-            clip = naming.normalize_clip(cdir.name, NAME_E)
-            if (subject, clip) not in used:
-                samples.append(folder_only_sample(NAME_E, subject, clip, cdir, sheet))
+    for subject, cdir in clip_folders(subjects):
+        clip = naming.normalize_clip(cdir.name, NAME_E)
+        if (subject, clip) not in used:
+            samples.append(folder_only_sample(NAME_E, subject, clip, cdir, sheet))
     return DatasetScan(NAME_E, root, frames_dir, sheet, dedupe(samples), notes, "raw")
 
 
@@ -209,11 +205,3 @@ def _rel(numbers: list[int], value: int | None, first: int) -> int | None:
     if 0 <= i < len(numbers):
         return numbers[i]
     return numbers[0] + i  # out of range: check_sample reports it
-
-
-def _clip_dir(sdir: Path, clip: str) -> Path:
-    exact = child_dir(sdir, clip)
-    if exact.is_dir() or not sdir.is_dir():
-        return exact
-    return next((p for p in sorted(sdir.iterdir())
-                 if p.is_dir() and naming.normalize_clip(p.name, NAME_E) == clip), exact)
