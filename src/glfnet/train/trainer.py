@@ -66,7 +66,8 @@ class InputPipeline:
             x_signed = T.random_augment(x_signed, generator, **augment)
         x = self._encode(x_signed)
         m, s = self.mean.to(x.device)[:, None, None], self.std.to(x.device)[:, None, None]
-        return (x - m) / s
+        # channels-last: about 1.35x faster convolutions on CPU (benchmarks/bench_loso.py)
+        return ((x - m) / s).contiguous(memory_format=torch.channels_last)
 
     def state(self) -> dict:
         return {"encoding": self.encoding, "input_norm": self.input_norm, "size": self.size,
@@ -150,7 +151,7 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
     counts = np.bincount(np.asarray(y)[fit_idx], minlength=num_classes)
     loss_fn = build_loss(cfg, counts).to(device)
 
-    model = build_model(cfg, num_classes).to(device)
+    model = build_model(cfg, num_classes).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_batches = max(1, math.ceil(len(fit_idx) / cfg.batch_size))
     total = cfg.epochs * n_batches
