@@ -3,17 +3,20 @@
 Builds a synthetic 442-sample, 68-subject, 28x28 flow set with the MEGC2019 composite's
 class and subject structure (glfnet.data.synthflow), then prints
 
-* training samples/s of glfnet_s and ststnet (median of repeated timed epochs, the default
-  batch size and augmentation, i.e. exactly what a LOSO fold runs);
-* the wall time of one full LOSO seed (68 folds) with the glfnet_s defaults.
+* training samples/s of glfnet_s and ststnet in one single-threaded fold worker (median of
+  repeated timed epochs, the default batch size and augmentation, i.e. exactly what a LOSO
+  fold runs), and for two such workers at once;
+* the wall time of one full LOSO seed (68 folds) with the glfnet_s defaults (one worker per
+  core).
 
 Target (issue 2): the default glfnet_s LOSO of the composite in <= 15 minutes per seed on a
-2-core CPU. Usage: ``python benchmarks/bench_loso.py [--skip-loso] [--threads N]``.
+2-core CPU. Usage: ``python benchmarks/bench_loso.py [--skip-loso]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import tempfile
@@ -34,10 +37,13 @@ def make_set():
 
 
 def throughput(fs, model: str, repeats: int = 5) -> float:
-    """Median training samples/s over ``repeats`` timed epochs on ~435 samples (one fold)."""
+    """Median training samples/s over ``repeats`` timed epochs on ~435 samples (one fold),
+    single-threaded as in a fold worker."""
     from glfnet.config import Config
     from glfnet.train.trainer import train_fold
 
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
     cfg = Config(model=model, epochs=1)
     idx = np.arange(len(fs))[7:]  # a fold-sized training set
     train_fold(fs.X[idx], fs.y[idx], fs.samples["subject"].to_numpy()[idx], cfg, 3, fs.encoding, 0)
@@ -52,21 +58,25 @@ def throughput(fs, model: str, repeats: int = 5) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-loso", action="store_true", help="only measure throughput")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from joblib import Parallel, delayed
+
     from glfnet.config import Config
     from glfnet.eval.runner import run_protocol
     from glfnet.models import create_model
 
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch "
-          f"threads, torch {torch.__version__}, python {platform.python_version()}")
+    cores = os.cpu_count()
+    print(f"machine: {platform.processor() or platform.machine()}, {cores} CPU cores, torch "
+          f"{torch.__version__}, python {platform.python_version()}")
     fs = make_set()
     print(f"data: synthetic composite, {len(fs)} samples, {fs.samples['subject'].nunique()} subjects, 28x28")
     for model in ("glfnet_s", "ststnet"):
         n = sum(p.numel() for p in create_model(model).parameters())
-        print(f"train throughput {model:9s} ({n:,} parameters): {throughput(fs, model):7.0f} samples/s (median of 5 epochs)")
+        one = throughput(fs, model)
+        both = sum(Parallel(n_jobs=cores, backend="loky")(delayed(throughput)(fs, model) for _ in range(cores)))
+        print(f"train throughput {model:9s} ({n:,} parameters): {one:6.0f} samples/s in one "
+              f"single-threaded worker, {both:6.0f} samples/s with {cores} workers at once "
+              "(medians of 5 epochs)")
     if args.skip_loso:
         return
     cfg = Config(seeds=[0], report=False)
@@ -75,7 +85,7 @@ def main():
         m = run_protocol(fs, cfg, out)
         wall = time.perf_counter() - t
     print(f"full LOSO, glfnet_s defaults ({cfg.epochs} epochs), 1 seed, {m['n_folds']} folds: "
-          f"{wall / 60:.1f} min wall (target <= 15 min); synthetic-data UF1 {m['honest']['full']['uf1']:.3f} "
+          f"{wall / 60:.1f} min wall with {cores} fold workers (target <= 15 min); synthetic-data UF1 {m['honest']['full']['uf1']:.3f} "
           "(meaningless as a score: synthetic flows)")
 
 

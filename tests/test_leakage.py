@@ -85,7 +85,7 @@ def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypat
         return real(X, y, subjects, cfg, *args, **kwargs)
 
     monkeypatch.setattr(runner, "train_fold", spy)
-    cfg = CFG.replace(model="ststnet", epochs=1, oracle=True)
+    cfg = CFG.replace(model="ststnet", epochs=1, oracle=True, jobs=1)  # spies work in-process
     runner.run_protocol(tiny_set, cfg, tmp_path / "run")
     folds = loso_folds(tiny_set.samples)
     assert len(seen) == len(folds)

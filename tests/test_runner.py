@@ -10,7 +10,7 @@ from glfnet.errors import ConfigError
 from glfnet.eval import runner
 from glfnet.eval.splits import loso_folds
 
-FAST = Config(model="ststnet", epochs=2, batch_size=16, seeds=[0])
+FAST = Config(model="ststnet", epochs=2, batch_size=16, seeds=[0], jobs=1)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_run_directory_contents(oracle_run, tiny_set):
                 "prob_positive", "prob_surprise", "seed", "fold"):
         assert col in pred.columns
     assert len(pred) == 2 * len(tiny_set)
-    np.testing.assert_allclose(pred[["prob_negative", "prob_positive", "prob_surprise"]].sum(1), 1, atol=1e-4)
+    np.testing.assert_allclose(pred[["prob_negative", "prob_positive", "prob_surprise"]].sum(axis=1), 1, atol=1e-4)
 
 
 def test_metrics_recomputed_from_predictions(oracle_run):
@@ -87,6 +87,15 @@ def test_same_seed_same_predictions(tiny_set, tmp_path):
     pb = pd.read_csv(tmp_path / "b" / "predictions.csv")
     pd.testing.assert_frame_equal(pa, pb)
     assert a["honest"]["full"]["uf1"] == b["honest"]["full"]["uf1"]
+
+
+def test_parallel_folds_give_the_same_results(tiny_set, tmp_path):
+    """Every fold trains single-threaded, so --jobs changes speed, not results."""
+    cfg = FAST.replace(model="glfnet_s", epochs=1)
+    runner.run_protocol(tiny_set, cfg, tmp_path / "one")
+    runner.run_protocol(tiny_set, cfg.replace(jobs=2), tmp_path / "two")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "one" / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "two" / "predictions.csv"))
 
 
 def test_resume_after_a_kill(tiny_set, tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ class Config:
     protocol: str = "loso"  # loso | lodo
     seeds: list[int] = field(default_factory=lambda: [0])
     # optimisation
-    epochs: int = 40
+    epochs: int = 35
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -36,7 +36,7 @@ class Config:
     cb_beta: float = 0.999
     base_loss: str = "ce"  # ce | focal
     focal_gamma: float = 2.0
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     # input and augmentation
     input_norm: str = "minmax"  # minmax: per-image min-max then fold standardisation | global
     hflip: float = 0.5  # probability
@@ -46,6 +46,7 @@ class Config:
     # model selection (never on the test subject)
     val_subjects: float = 0.0  # >0: early stopping on this fraction of *training* subjects
     # run
+    jobs: int = 0  # fold workers on CPU; 0 = one per core (results do not depend on it)
     oracle: bool = False
     device: str = "cpu"  # cpu | cuda
     amp: bool = False  # bfloat16 autocast on cuda
@@ -53,7 +54,7 @@ class Config:
     report: bool = True
 
     # fields that do not change a fold's honest predictions (resume may differ in these)
-    RUN_ONLY = ("seeds", "oracle", "save_checkpoints", "report")
+    RUN_ONLY = ("seeds", "jobs", "oracle", "save_checkpoints", "report")
 
     def validate(self) -> "Config":
         from glfnet.models import list_models
@@ -73,6 +74,8 @@ class Config:
             bad("input_norm", self.input_norm, "minmax | global")
         if self.device not in ("cpu", "cuda"):
             bad("device", self.device, "cpu | cuda")
+        if self.jobs < 0:
+            raise ConfigError(f"jobs must be 0 (one per CPU core) or more, got {self.jobs}")
         for name, lo in (("epochs", 1), ("batch_size", 2)):
             if int(getattr(self, name)) < lo:
                 raise ConfigError(f"{name} must be at least {lo}, got {getattr(self, name)}")

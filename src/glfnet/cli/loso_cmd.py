@@ -97,6 +97,9 @@ def loso(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (keys as "
                                           "in a run's config.yaml); flags win."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Folds trained at once on CPU, "
+                                       "each single-threaded (0 = one per core). Results do "
+                                       "not depend on it."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast on cuda."),
     save_checkpoints: bool = typer.Option(False, "--save-checkpoints", help="Keep each fold's "
                                           "model as safetensors."),
@@ -120,6 +123,7 @@ def loso(
                        batch_size=batch_size, lr=lr, loss=loss,
                        seeds=parse_int_list(seeds) if seeds else None, protocol=protocol,
                        oracle=oracle or None, val_subjects=val_subjects, device=device, amp=amp,
+                       jobs=jobs,
                        save_checkpoints=save_checkpoints or None,
                        report=False if no_report else None)
     fs = load_data(data, labels, skip_bad)

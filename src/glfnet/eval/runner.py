@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -216,17 +217,20 @@ def summarise(pred: pd.DataFrame, classes, seeds) -> dict:
             p = part[part["seed"] == seed]
             s = scores(p["label"].map(index), p["prediction"].map(index), len(classes))
             per_seed.append({"seed": int(seed), **s})
-        def stat(key, fn):
+        def mean(key):
+            return float(np.mean([r[key] for r in per_seed]))
+
+        def std(key):
             vals = [r[key] for r in per_seed]
-            return float(fn(vals)) if len(vals) > 1 or fn is np.mean else 0.0
+            return float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+
         def class_mean(key):
             cols = list(zip(*[r[key] for r in per_seed]))
             return [None if any(v is None for v in col) else float(np.mean(col)) for col in cols]
+
         out[subset] = {
-            "uf1": stat("uf1", np.mean), "uar": stat("uar", np.mean), "acc": stat("acc", np.mean),
-            "uf1_std": stat("uf1", lambda v: np.std(v, ddof=1)),
-            "uar_std": stat("uar", lambda v: np.std(v, ddof=1)),
-            "acc_std": stat("acc", lambda v: np.std(v, ddof=1)),
+            "uf1": mean("uf1"), "uar": mean("uar"), "acc": mean("acc"),
+            "uf1_std": std("uf1"), "uar_std": std("uar"), "acc_std": std("acc"),
             "n": per_seed[0]["n"],
             "f1": class_mean("f1"), "recall": class_mean("recall"),
             "confusion": np.sum([r["confusion"] for r in per_seed], axis=0).tolist(),
@@ -253,10 +257,40 @@ def _train_log(records: list[dict]) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- the run
 
+def _train_and_save(fs: FlowSet, fold: Fold, cfg: Config, seed: int, out: Path) -> dict:
+    """One fold (in this process or a worker): train, predict, save; returns its record."""
+    rec, trained = run_fold(fs, fold, cfg, seed, oracle=cfg.oracle)
+    if cfg.save_checkpoints:
+        checkpoint.save(_ckpt_path(out, seed, fold), trained.model,
+                        {"config": cfg.to_dict(), "classes": list(fs.classes),
+                         "pipeline": rec["pipeline"], "fold": fold.name, "seed": seed})
+    io.write_json(_fold_path(out, seed, fold), rec)
+    return rec
+
+
+def _worker(fs: FlowSet, fold: Fold, cfg: Config, seed: int, out: str) -> dict:
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    return _train_and_save(fs, fold, cfg, seed, Path(out))
+
+
+def n_workers(cfg: Config, n_todo: int) -> int:
+    """Fold workers: ``cfg.jobs`` (0 = one per CPU core) on CPU, never more than the folds to
+    run; 1 on a GPU."""
+    if cfg.device == "cuda":
+        return 1
+    return max(1, min(cfg.jobs or os.cpu_count() or 1, n_todo))
+
+
 def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = False,
                  progress=None, log=None) -> dict:
     """Run ``cfg.protocol`` for every seed, skipping finished folds; write the run directory
-    and return metrics. ``progress(done, total, label)`` and ``log(text)`` are optional."""
+    and return metrics. ``progress(done, total, label)`` and ``log(text)`` are optional.
+
+    On CPU every fold trains single-threaded, in ``n_workers`` processes at once: small
+    models train faster as parallel single-threaded folds than as one multi-threaded fold,
+    and a fold's result does not depend on ``--jobs``.
+    """
     out = Path(out)
     cfg.validate()
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -268,29 +302,47 @@ def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     _prepare_out(out, cfg, fs, overwrite)
     jobs = [(seed, fold) for seed in cfg.seeds for fold in folds]
-    records = []
-    for n, (seed, fold) in enumerate(jobs):
-        label = f"seed {seed} fold {fold.name}"
-        if progress:
-            progress(n, len(jobs), label)
+    records: dict[tuple, dict] = {}
+    todo = []
+    for seed, fold in jobs:
         rec = _load_done(out, seed, fold, fs, cfg)
         if rec is None:
-            rec, trained = run_fold(fs, fold, cfg, seed, oracle=cfg.oracle)
-            if cfg.save_checkpoints:
-                checkpoint.save(_ckpt_path(out, seed, fold), trained.model,
-                                {"config": cfg.to_dict(), "classes": list(fs.classes),
-                                 "pipeline": rec["pipeline"], "fold": fold.name, "seed": seed})
-            io.write_json(_fold_path(out, seed, fold), rec)
+            todo.append((seed, fold))
+        else:
+            records[(seed, fold.name)] = rec
             if log:
-                acc = float(np.mean(np.asarray(rec["pred"]) == np.asarray(rec["y_true"])))
-                log(f"{label}: {len(rec['test_ids'])} test samples, accuracy {acc:.2f}, "
-                    f"{rec['seconds']:.1f} s")
-        elif log:
-            log(f"{label}: finished earlier, reused")
-        records.append(rec)
+                log(f"seed {seed} fold {fold.name}: finished earlier, reused")
     if progress:
-        progress(len(jobs), len(jobs), "done")
-    return write_results(fs, cfg, out, records, folds)
+        progress(len(records), len(jobs), "starting")
+
+    def finished(rec):
+        records[(rec["seed"], rec["fold"])] = rec
+        label = f"seed {rec['seed']} fold {rec['fold']}"
+        if log:
+            acc = float(np.mean(np.asarray(rec["pred"]) == np.asarray(rec["y_true"])))
+            log(f"{label}: {len(rec['test_ids'])} test samples, accuracy {acc:.2f}, "
+                f"{rec['seconds']:.1f} s")
+        if progress:
+            progress(len(records), len(jobs), label)
+
+    workers = n_workers(cfg, len(todo))
+    threads = torch.get_num_threads()
+    try:
+        if cfg.device == "cpu":
+            torch.set_num_threads(1)
+        if workers == 1:
+            for seed, fold in todo:
+                finished(_train_and_save(fs, fold, cfg, seed, out))
+        else:
+            from joblib import Parallel, delayed
+
+            par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
+            for rec in par(delayed(_worker)(fs, fold, cfg, seed, str(out)) for seed, fold in todo):
+                finished(rec)
+    finally:
+        torch.set_num_threads(threads)
+    ordered = [records[(seed, fold.name)] for seed, fold in jobs]
+    return write_results(fs, cfg, out, ordered, folds)
 
 
 def write_results(fs: FlowSet, cfg: Config, out: Path, records: list[dict], folds) -> dict:

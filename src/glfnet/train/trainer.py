@@ -152,7 +152,8 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
     loss_fn = build_loss(cfg, counts).to(device)
 
     model = build_model(cfg, num_classes).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            foreach=True)
     n_batches = max(1, math.ceil(len(fit_idx) / cfg.batch_size))
     total = cfg.epochs * n_batches
     warm = min(cfg.warmup_epochs * n_batches, total - 1)
