@@ -89,6 +89,17 @@ def test_same_seed_same_predictions(tiny_set, tmp_path):
     assert a["honest"]["full"]["uf1"] == b["honest"]["full"]["uf1"]
 
 
+def test_run_restores_the_process_settings(tiny_set, tmp_path):
+    """A CPU run's deterministic kernels and single thread do not leak into the caller's
+    session (a later CUDA run there would fail on kernels without a deterministic form)."""
+    import torch
+
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    runner.run_protocol(tiny_set, FAST.replace(epochs=1), tmp_path / "r")
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == det
+
+
 def test_parallel_folds_give_the_same_results(tiny_set, tmp_path):
     """Every fold trains single-threaded, so --jobs changes speed, not results."""
     cfg = FAST.replace(model="glfnet_s", epochs=1)

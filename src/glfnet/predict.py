@@ -84,7 +84,7 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
 
     from glfnet import checkpoint, io
     from glfnet.eval.runner import data_digest
-    from glfnet.train.trainer import input_size, train_fold
+    from glfnet.train.trainer import determinism, input_size, train_fold
 
     log = log or (lambda text: None)
     cfg.validate()
@@ -95,8 +95,6 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but PyTorch sees no CUDA GPU here; use "
                           "--device cpu.")
-    if cfg.device == "cpu":
-        torch.use_deterministic_algorithms(True)
     y = flowset.y
     counts = {c: int((y == i).sum()) for i, c in enumerate(flowset.classes)}
     absent = [c for c, n in counts.items() if n == 0]
@@ -108,8 +106,9 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
     log(f"training ONE final model on all {len(flowset)} samples of {flowset.source} for use. "
         "This is not an evaluation (every sample is in training); use `glfnet loso` for results.")
     t0 = time.perf_counter()
-    trained = train_fold(flowset.X, y, flowset.samples["subject"].to_numpy(), cfg,
-                         len(flowset.classes), flowset.encoding, int(seed), on_epoch=on_epoch)
+    with determinism(cfg.device):
+        trained = train_fold(flowset.X, y, flowset.samples["subject"].to_numpy(), cfg,
+                             len(flowset.classes), flowset.encoding, int(seed), on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
     model_id = uuid.uuid4().hex
     weights = out / WEIGHTS_FILE

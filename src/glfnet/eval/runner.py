@@ -37,7 +37,7 @@ from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError
 from glfnet.eval.metrics import scores
 from glfnet.eval.splits import Fold, make_folds
-from glfnet.train.trainer import fold_seed, train_fold
+from glfnet.train.trainer import determinism, fold_seed, train_fold
 
 HONEST_LABEL = ("leak-free: fixed schedule from the configuration; held-out data unseen until "
                 "training ends")
@@ -270,8 +270,8 @@ def _train_and_save(fs: FlowSet, fold: Fold, cfg: Config, seed: int, out: Path) 
 
 def _worker(fs: FlowSet, fold: Fold, cfg: Config, seed: int, out: str) -> dict:
     torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True)
-    return _train_and_save(fs, fold, cfg, seed, Path(out))
+    with determinism(cfg.device):
+        return _train_and_save(fs, fold, cfg, seed, Path(out))
 
 
 def n_workers(cfg: Config, n_todo: int) -> int:
@@ -296,8 +296,6 @@ def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = Fa
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but PyTorch sees no CUDA GPU here; use "
                           "--device cpu.")
-    if cfg.device == "cpu":
-        torch.use_deterministic_algorithms(True)
     folds = make_folds(fs.samples, cfg.protocol)
     out.mkdir(parents=True, exist_ok=True)
     _prepare_out(out, cfg, fs, overwrite)
@@ -328,17 +326,18 @@ def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = Fa
     workers = n_workers(cfg, len(todo))
     threads = torch.get_num_threads()
     try:
-        if cfg.device == "cpu":
-            torch.set_num_threads(1)
-        if workers == 1:
-            for seed, fold in todo:
-                finished(_train_and_save(fs, fold, cfg, seed, out))
-        else:
-            from joblib import Parallel, delayed
+        with determinism(cfg.device):
+            if cfg.device == "cpu":
+                torch.set_num_threads(1)
+            if workers == 1:
+                for seed, fold in todo:
+                    finished(_train_and_save(fs, fold, cfg, seed, out))
+            else:
+                from joblib import Parallel, delayed
 
-            par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
-            for rec in par(delayed(_worker)(fs, fold, cfg, seed, str(out)) for seed, fold in todo):
-                finished(rec)
+                par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
+                for rec in par(delayed(_worker)(fs, fold, cfg, seed, str(out)) for seed, fold in todo):
+                    finished(rec)
     finally:
         torch.set_num_threads(threads)
     ordered = [records[(seed, fold.name)] for seed, fold in jobs]

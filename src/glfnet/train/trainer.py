@@ -10,6 +10,7 @@ and draw no random numbers, so a run's honest predictions are identical with or 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -25,6 +26,20 @@ from glfnet.data import transforms as T
 from glfnet.eval.metrics import scores
 from glfnet.models import create_model, model_defaults
 from glfnet.train.losses import build_loss
+
+
+@contextlib.contextmanager
+def determinism(device: str):
+    """Deterministic kernels while training on the CPU (the same seed gives the same result);
+    none asked for on CUDA, where some kernels used here (median) have no deterministic form.
+    The process's previous setting is restored afterwards, so a CPU run does not break a
+    later CUDA run in the same Python session."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(device == "cpu")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
 
 
 def fold_seed(seed: int, fold_name: str) -> int:
@@ -169,7 +184,7 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
         model.train()
         order = rng.permutation(fit_idx)
         # near-equal batches: never a 1-sample batch for BatchNorm
-        total_loss, seen = 0.0, 0
+        total_loss, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         for b in np.array_split(order, n_batches):
             xb = pipeline(Xs[b], augment, gen)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -178,9 +193,9 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
             loss.backward()
             opt.step()
             sched.step()
-            total_loss += float(loss.detach()) * len(b)
+            total_loss += loss.detach().double() * len(b)  # no GPU sync per step
             seen += len(b)
-        record = {"epoch": epoch, "loss": total_loss / max(seen, 1), "lr": opt.param_groups[0]["lr"],
+        record = {"epoch": epoch, "loss": float(total_loss) / max(seen, 1), "lr": opt.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - t0}
         if len(val_idx):
             pred = predict_proba(model, pipeline, X[val_idx]).argmax(1)
