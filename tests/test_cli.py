@@ -8,21 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from glfnet.cli.main import main
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from clirun import glfnet
 
 
 def test_help_lists_commands(capsys):
-    code, out, _ = run(["--help"], capsys)
+    code, out, _ = glfnet(capsys, *["--help"])
     assert code == 0
     for cmd in ("inspect", "loso", "prepare", "report", "train", "predict", "demo"):
         assert cmd in out
@@ -30,17 +20,17 @@ def test_help_lists_commands(capsys):
 
 def test_loso_end_to_end(flat_dir, tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, out, err = run(["loso", str(flat_dir), "--model", "ststnet", "--epochs", "1",
+    code, out, err = glfnet(capsys, *["loso", str(flat_dir), "--model", "ststnet", "--epochs", "1",
                           "--seeds", "0,1", "--oracle", "--out", str(out_dir), "--quiet",
-                          "--no-report"], capsys)
+                          "--no-report"])
     assert code == 0, err
     assert "Leak-free results" in out and "oracle (test-selected, optimistic)" in out
     m = json.loads((out_dir / "metrics.json").read_text())
     assert m["seeds"] == [0, 1] and m["oracle"] is not None
     assert m["honest"]["full"]["n"] == m["n_samples"]
     # the same command again resumes: nothing retrained, same numbers
-    code, out2, _ = run(["loso", str(flat_dir), "--model", "ststnet", "--epochs", "1",
-                         "--seeds", "0,1", "--oracle", "--out", str(out_dir), "--no-report"], capsys)
+    code, out2, _ = glfnet(capsys, *["loso", str(flat_dir), "--model", "ststnet", "--epochs", "1",
+                         "--seeds", "0,1", "--oracle", "--out", str(out_dir), "--no-report"])
     assert code == 0 and "finished earlier, reused" in out2
     assert json.loads((out_dir / "metrics.json").read_text())["honest"] == m["honest"]
 
@@ -48,13 +38,13 @@ def test_loso_end_to_end(flat_dir, tmp_path, capsys):
 def test_config_file_and_flags(flat_dir, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: ststnet\nepochs: 2\nbatch_size: 8\nseeds: [3]\n")
-    code, _, err = run(["loso", str(flat_dir), "--config", str(cfg), "--epochs", "1",
-                        "--out", str(tmp_path / "r"), "--quiet", "--no-report"], capsys)
+    code, _, err = glfnet(capsys, *["loso", str(flat_dir), "--config", str(cfg), "--epochs", "1",
+                        "--out", str(tmp_path / "r"), "--quiet", "--no-report"])
     assert code == 0, err
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["config"]["epochs"] == 1 and m["config"]["batch_size"] == 8 and m["seeds"] == [3]
     cfg.write_text("epochz: 2\n")
-    code, _, err = run(["loso", str(flat_dir), "--config", str(cfg)], capsys)
+    code, _, err = glfnet(capsys, *["loso", str(flat_dir), "--config", str(cfg)])
     assert code == 2 and "unknown option(s) epochz" in err
 
 
@@ -71,8 +61,8 @@ def test_bad_options(flat_dir, tmp_path, capsys, argv, message):
 
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    code, _, err = run(["loso", str(flat_dir), "--out", str(tmp_path / "r"), "--quiet",
-                        "--epochs", "1", *argv], capsys)
+    code, _, err = glfnet(capsys, *["loso", str(flat_dir), "--out", str(tmp_path / "r"), "--quiet",
+                        "--epochs", "1", *argv])
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -117,21 +107,21 @@ def test_bad_inputs_stop_with_a_named_message(copy_flat, tmp_path, capsys, spoil
     named = spoil(copy_flat)
     args = ["loso", str(copy_flat), "--model", "ststnet", "--epochs", "1", "--quiet",
             "--no-report", "--out", str(tmp_path / "r")]
-    code, _, err = run(args, capsys)
+    code, _, err = glfnet(capsys, *args)
     assert code == 2 and named in err and "--skip-bad" in err and "Traceback" not in err
-    code, _, err = run(["inspect", str(copy_flat)], capsys)
+    code, _, err = glfnet(capsys, *["inspect", str(copy_flat)])
     assert code == 1
-    code, _, err = run(args + ["--skip-bad"], capsys)
+    code, _, err = glfnet(capsys, *args, "--skip-bad")
     assert code == 0 and "excluded" in err and named.split(" ")[0][:8] in err
 
 
 def test_empty_folder(tmp_path, capsys):
-    code, _, err = run(["inspect", str(tmp_path)], capsys)
+    code, _, err = glfnet(capsys, *["inspect", str(tmp_path)])
     assert code == 2 and "holds no flow images" in err
 
 
 def test_inspect_json(flat_dir, capsys, tiny_rows):
-    code, out, _ = run(["inspect", str(flat_dir), "--json"], capsys)
+    code, out, _ = glfnet(capsys, *["inspect", str(flat_dir), "--json"])
     assert code == 0
     info = json.loads(out)
     assert list(info)[:6] == ["n_samples", "n_subjects", "databases", "classes", "image_shape", "problems"]

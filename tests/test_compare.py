@@ -9,27 +9,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from glfnet.cli.main import main
+from clirun import glfnet as run_cli
 from glfnet.report.compare import (CompareError, compare_runs, default_out, paired_difference,
                                    write_comparison)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return e.value.code or 0, out, err
 
 
 def per_seed(values: dict[int, float]) -> list[dict]:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from glfnet.cli.main import main
+from clirun import glfnet as cli
 from glfnet.data import cache
 from glfnet.errors import ConfigError, DataError, ModelFileError
 
@@ -28,15 +29,6 @@ from glfnet.errors import ConfigError, DataError, ModelFileError
 # otherwise
 FAST = ("epochs: 15\nlr: 0.01\nwarmup_epochs: 1\nhflip: 0.0\nrotate: 0.0\nscale: 0.0\n"
         "translate: 0.0\n")
-
-
-def cli(capsys, *args):
-    """Run `glfnet ARGS`; return (exit code, stdout, stderr). Never a traceback."""
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return e.value.code or 0, out, err
 
 
 def _quiet_main(*args) -> None:

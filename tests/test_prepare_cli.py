@@ -9,15 +9,8 @@ import pytest
 
 import rawfixtures as rf
 from glfnet.cli.main import main
+from clirun import glfnet as run
 from glfnet.data import cache
-
-
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return e.value.code or 0, out, err
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from glfnet.cli.main import main
+from clirun import glfnet as run_cli
 from glfnet.config import Config
 from glfnet.eval import runner
 from glfnet.report.build import build_report
@@ -22,17 +23,6 @@ NUM = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?!\w)(?!\.\d)")
 
 
 # --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread on a shared machine."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def small_flat(tmp_path_factory, tiny_rows, tiny_flows):
@@ -81,7 +71,7 @@ def sst_run(small_set, tmp_path_factory):
 
 def metric_strings(metrics: dict) -> set[str]:
     """Every number of metrics.json as the report may print it: ints as such, floats with 4
-    decimals (or as written in the configuration), wall_seconds with 1 decimal."""
+    decimals (or as written in the configuration), times in seconds with 1 decimal."""
     out: set[str] = set()
 
     def walk(o, key=None):
@@ -91,7 +81,7 @@ def metric_strings(metrics: dict) -> set[str]:
             out.add(str(o))
         elif isinstance(o, float):
             out.update({f"{o:.4f}", str(o)})
-            if key == "wall_seconds":
+            if key in ("wall_seconds", "fold_seconds"):
                 out.add(f"{o:.1f}")
         elif isinstance(o, dict):
             for k, v in o.items():
@@ -297,14 +287,6 @@ def test_changed_input_data_are_not_shown(sst_run, tmp_path):
 
     fs, why = _load_inputs(load_run(out))
     assert fs is None and "changed since the run" in why
-
-
-def run_cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err
-    return e.value.code or 0, out, err
 
 
 def test_not_a_run_directory(tmp_path, capsys):

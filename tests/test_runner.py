@@ -28,6 +28,7 @@ def test_run_directory_contents(oracle_run, tiny_set):
     m = json.loads((out / "metrics.json").read_text())
     for key in ("protocol", "model", "seeds", "n_samples", "n_folds", "wall_seconds", "honest", "oracle"):
         assert key in m
+    assert 0 < m["wall_seconds"] and 0 < m["fold_seconds"]
     assert m["n_samples"] == len(tiny_set) and m["n_folds"] == tiny_set.samples["subject"].nunique()
     assert set(m["honest"]) == {"full", "casme2", "samm", "smic"} == set(m["oracle"])
     for block in (m["honest"]["full"], m["oracle"]["smic"]):
@@ -125,6 +126,7 @@ def test_resume_after_a_kill(tiny_set, tmp_path, monkeypatch):
         runner.run_protocol(tiny_set, FAST, tmp_path / "resumed")
     assert len(list((tmp_path / "resumed" / "folds" / "seed0").glob("*.json"))) == 3
     assert not list((tmp_path / "resumed").rglob("*.tmp"))
+    killed = json.loads((tmp_path / "resumed" / "elapsed.json").read_text())["seconds"]
     calls.clear()
     monkeypatch.setattr(runner, "run_fold", lambda *a, **k: (calls.append(a[1].name), real(*a, **k))[1])
     resumed = runner.run_protocol(tiny_set, FAST, tmp_path / "resumed")
@@ -132,6 +134,7 @@ def test_resume_after_a_kill(tiny_set, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / "predictions.csv"),
                                   pd.read_csv(tmp_path / "resumed" / "predictions.csv"))
     assert resumed["honest"] == full["honest"]
+    assert resumed["wall_seconds"] > killed > 0  # the killed invocation's time is kept
 
 
 def test_changed_configuration_is_refused(tiny_set, tmp_path):

@@ -93,9 +93,9 @@ def run_prepare(sources: list[tuple[str, Path, Path | None, str]], out: Path,
     check_protocol_for(protocol, [db for db, *_ in sources])
     jobs = _jobs(jobs)
     scans, samples = [], []
-    for db, root, annotations, variant in sources:
+    for db, root, sheet, variant in sources:
         reader = get_reader(db)
-        scan = reader.read(root, annotations=annotations, variant=variant)
+        scan = reader.read(root, annotations=sheet, variant=variant)
         scans.append(scan)
         samples.extend(scan.samples)
         sheet = f", sheet {scan.annotations}" if scan.annotations else ""

@@ -82,8 +82,31 @@ def _prepare_out(out: Path, cfg: Config, fs: FlowSet, overwrite: bool) -> None:
 
         for name in ("folds", "checkpoints"):
             shutil.rmtree(out / name, ignore_errors=True)
+        (out / ELAPSED).unlink(missing_ok=True)
     io.write_text(cfg_path, dump_yaml(cfg, {"data": fs.source, "labels": fs.labels_path,
                                             "data_digest": digest, "glfnet_version": __version__}))
+
+
+ELAPSED = "elapsed.json"
+
+
+class _Clock:
+    """The run's wall-clock time over all its invocations (a resumed run adds to the time of
+    the killed one), saved after every finished fold."""
+
+    def __init__(self, out: Path):
+        self.path = out / ELAPSED
+        try:
+            self.before = float(json.loads(self.path.read_text(encoding="utf-8"))["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            self.before = 0.0
+        self.t0 = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.before + time.perf_counter() - self.t0
+
+    def save(self) -> None:
+        io.write_json(self.path, {"seconds": self.seconds()})
 
 
 def _fold_path(out: Path, seed: int, fold: Fold) -> Path:
@@ -299,6 +322,7 @@ def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = Fa
     folds = make_folds(fs.samples, cfg.protocol)
     out.mkdir(parents=True, exist_ok=True)
     _prepare_out(out, cfg, fs, overwrite)
+    clock = _Clock(out)
     jobs = [(seed, fold) for seed in cfg.seeds for fold in folds]
     records: dict[tuple, dict] = {}
     todo = []
@@ -315,6 +339,7 @@ def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = Fa
 
     def finished(rec):
         records[(rec["seed"], rec["fold"])] = rec
+        clock.save()
         label = f"seed {rec['seed']} fold {rec['fold']}"
         if log:
             acc = float(np.mean(np.asarray(rec["pred"]) == np.asarray(rec["y_true"])))
@@ -341,10 +366,11 @@ def run_protocol(fs: FlowSet, cfg: Config, out: str | Path, overwrite: bool = Fa
     finally:
         torch.set_num_threads(threads)
     ordered = [records[(seed, fold.name)] for seed, fold in jobs]
-    return write_results(fs, cfg, out, ordered, folds)
+    return write_results(fs, cfg, out, ordered, folds, clock)
 
 
-def write_results(fs: FlowSet, cfg: Config, out: Path, records: list[dict], folds) -> dict:
+def write_results(fs: FlowSet, cfg: Config, out: Path, records: list[dict], folds,
+                  clock: _Clock) -> dict:
     pred = _prediction_frame(fs, records, oracle=False)
     io.write_csv(out / "predictions.csv", pred)
     honest = summarise(pred, fs.classes, cfg.seeds)
@@ -365,7 +391,8 @@ def write_results(fs: FlowSet, cfg: Config, out: Path, records: list[dict], fold
         "seeds": list(cfg.seeds),
         "n_samples": int(len(fs)),
         "n_folds": len(folds),
-        "wall_seconds": float(sum(r["seconds"] for r in records)),
+        "wall_seconds": clock.seconds(),  # this run, all invocations, folds in parallel
+        "fold_seconds": float(sum(r["seconds"] for r in records)),  # summed over folds
         "honest": honest,
         "oracle": oracle,
         "labels": {"honest": HONEST_LABEL, "oracle": ORACLE_LABEL},

@@ -11,9 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glfnet.data import naming
 from glfnet.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 SHEET_EXTS = (".xlsx", ".xlsm", ".xls", ".csv")
