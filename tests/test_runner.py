@@ -94,11 +94,14 @@ def test_run_restores_the_process_settings(tiny_set, tmp_path):
     """A CPU run's deterministic kernels and single thread do not leak into the caller's
     session (a later CUDA run there would fail on kernels without a deterministic form)."""
     import torch
+    import torch.utils.deterministic as tud
 
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    fill = tud.fill_uninitialized_memory
     runner.run_protocol(tiny_set, FAST.replace(epochs=1), tmp_path / "r")
     assert torch.get_num_threads() == threads
     assert torch.are_deterministic_algorithms_enabled() == det
+    assert tud.fill_uninitialized_memory == fill
 
 
 def test_parallel_folds_give_the_same_results(tiny_set, tmp_path):

