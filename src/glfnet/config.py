@@ -26,7 +26,7 @@ class Config:
     protocol: str = "loso"  # loso | lodo
     seeds: list[int] = field(default_factory=lambda: [0])
     # optimisation
-    epochs: int = 35
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
