@@ -9,6 +9,7 @@ import typer
 import yaml
 
 from glfnet.cli.common import console, parse_int_list, warn
+from glfnet.config import Config
 from glfnet.errors import ConfigError
 
 
@@ -79,9 +80,10 @@ def loso(
                                                   "repeatable: global_branch=false, local_branch=false, "
                                                   "fusion=aff|concat|sum, global_attn=nonlocal|cbam|none."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs per fold (fixed; "
-                                         "never chosen on the test subject)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up + cosine)."),
+                                         f"never chosen on the test subject). Default {Config.epochs}."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help=f"Default {Config.batch_size}."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW, warm-up + "
+                                       f"cosine). Default {Config.lr:g}."),
     loss: Optional[str] = typer.Option(None, "--loss", help="cb (class-balanced, the paper's) | ce."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0,1,2,3,4 or 0-4: "
                                         "results are mean ± std over them."),

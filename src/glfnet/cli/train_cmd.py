@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from glfnet.cli.common import console, warn
+from glfnet.config import Config
 
 
 def train(
@@ -22,7 +23,7 @@ def train(
     model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="Model option "
                                                   "KEY=VALUE, repeatable (as in `glfnet loso`)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default as "
-                                         "`glfnet loso`: 30)."),
+                                         f"`glfnet loso`: {Config.epochs})."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (keys as "
                                           "in a run's config.yaml); flags win."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the first "
