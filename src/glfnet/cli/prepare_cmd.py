@@ -98,9 +98,9 @@ def run_prepare(sources: list[tuple[str, Path, Path | None, str]], out: Path,
         scan = reader.read(root, annotations=sheet, variant=variant)
         scans.append(scan)
         samples.extend(scan.samples)
-        sheet = f", sheet {scan.annotations}" if scan.annotations else ""
+        sheet_note = f", sheet {scan.annotations}" if scan.annotations else ""
         con.print(f"{reader.display}: {len(scan.samples)} clips in {scan.frames_dir} "
-                  f"({scan.variant} frames{sheet})")
+                  f"({scan.variant} frames{sheet_note})")
         for note in scan.notes:
             common.warn(f"{reader.display}: {note}")
         if scan.variant == "cropped" and params.align:

@@ -109,6 +109,21 @@ def to_gray(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def to_shape(gray: np.ndarray, shape: tuple) -> np.ndarray:
+    """``gray`` resized to ``shape`` (the onset frame's) when it differs."""
+    if gray.shape == tuple(shape):
+        return gray
+    return cv2.resize(gray, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+
+
+def peak_crops(fc: FaceCrop, onset_gray: np.ndarray,
+               load: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
+    """``crop(i)`` for :func:`apex_rules.flow_peak`: 0 is the onset's face crop, i > 0 the
+    grayscale frame ``load(i)`` at the onset's size, cropped with the same transform."""
+    onset_crop = fc.apply(onset_gray)
+    return lambda i: onset_crop if i == 0 else fc.apply(to_shape(load(i), onset_gray.shape))
+
+
 def face_crop_for(gray: np.ndarray, params: PrepParams) -> FaceCrop:
     if not params.align:
         return whole_frame(gray.shape, params.crop_size)
@@ -146,7 +161,7 @@ def flow_from_pair(onset_img: np.ndarray, apex_img: np.ndarray,
     if a.shape != b.shape:
         warnings.append(f"apex image {b.shape[1]}x{b.shape[0]} resized to the onset's "
                         f"{a.shape[1]}x{a.shape[0]}")
-        b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+        b = to_shape(b, a.shape)
     fc = face_crop_for(a, params)
     if params.align and not fc.face_found:
         warnings.append("no face found on the onset frame: used the whole frame")
@@ -167,16 +182,7 @@ def pick_onset_apex(frames: Sequence[np.ndarray], params: PrepParams | None = No
         raise ValueError("a clip needs at least two frames")
     first = to_gray(frames[0])
     fc = face_crop_for(first, params)
-    crops: dict[int, np.ndarray] = {0: fc.apply(first)}
-
-    def crop(i: int) -> np.ndarray:
-        if i not in crops:
-            g = to_gray(frames[i])
-            if g.shape != first.shape:
-                g = cv2.resize(g, (first.shape[1], first.shape[0]), interpolation=cv2.INTER_AREA)
-            crops[i] = fc.apply(g)
-        return crops[i]
-
+    crop = peak_crops(fc, first, lambda i: to_gray(frames[i]))
     best, scores = apex_rules.flow_peak(len(frames), crop)
     return 0, best, {"face_found": fc.face_found, "scores": scores}
 
@@ -268,7 +274,7 @@ def process_sample(s: RawSample, label: str, params: PrepParams, cache_dir) -> d
         if b.shape != a.shape:
             notes.append(f"apex frame size {b.shape[1]}x{b.shape[0]} differs from the onset's: "
                          "resized")
-            b = cv2.resize(b, (a.shape[1], a.shape[0]), interpolation=cv2.INTER_AREA)
+            b = to_shape(b, a.shape)
         timings["read"] += time.perf_counter() - t
         t = time.perf_counter()
         ca, cb = fc.apply(a), fc.apply(b)
@@ -319,17 +325,7 @@ def _choose_apex(s: RawSample, onset: int, offset: int, onset_gray: np.ndarray, 
     else:
         cands = [n for n in s.frame_numbers if onset < n <= offset]
         if cands:
-            onset_crop = fc.apply(onset_gray)
-
-            def crop(i: int) -> np.ndarray:
-                if i == 0:
-                    return onset_crop
-                g = _read_gray(s.frame_path(cands[i - 1]))
-                if g.shape != onset_gray.shape:
-                    g = cv2.resize(g, (onset_gray.shape[1], onset_gray.shape[0]),
-                                   interpolation=cv2.INTER_AREA)
-                return fc.apply(g)
-
+            crop = peak_crops(fc, onset_gray, lambda i: _read_gray(s.frame_path(cands[i - 1])))
             best, _ = apex_rules.flow_peak(len(cands) + 1, crop)
             apex = cands[best - 1]
         else:

@@ -393,6 +393,18 @@ def folder_only_sample(database: str, subject: str, clip: str, clip_dir: Path,
                      anomalies=[f"clip folder {clip_dir.name} has no row in {where}"])
 
 
+def unlisted_folder_samples(database: str, subjects: dict[str, Path], used: set,
+                            sheet: Path | None) -> list[RawSample]:
+    """A flagged, unlabelled sample for each clip folder that no sheet row named; ``used``
+    holds the rows' (subject, normalised clip) pairs."""
+    out = []
+    for subject, cdir in clip_folders(subjects):
+        clip = naming.normalize_clip(cdir.name, database)
+        if (subject, clip) not in used:
+            out.append(folder_only_sample(database, subject, clip, cdir, sheet))
+    return out
+
+
 def dedupe(samples: list[RawSample]) -> list[RawSample]:
     """Keep the first row of each sample id; the later duplicates are noted on it."""
     seen: dict[str, RawSample] = {}

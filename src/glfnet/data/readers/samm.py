@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from glfnet.data import naming
-from glfnet.data.readers.base import (DatasetScan, check_root, clip_dir_by_name, clip_folders,
-                                      dedupe, find_annotation, folder_only_sample, read_sheet,
-                                      sample_from_row, search_dir, sheet_rows, subject_dirs)
+from glfnet.data.readers.base import (DatasetScan, check_root, clip_dir_by_name, dedupe,
+                                      find_annotation, read_sheet, sample_from_row, search_dir,
+                                      sheet_rows, subject_dirs, unlisted_folder_samples)
 from glfnet.errors import ConfigError, DataError
 
 NAME = "samm"
@@ -78,8 +78,5 @@ def read(root, annotations=None, variant: str = "auto") -> DatasetScan:
         used.add((subject, naming.normalize_clip(cdir.name, NAME)))
         samples.append(sample_from_row(NAME, row, subject, clip, cdir, extra={
             "micro": row["micro"], "objective": row["objective"], "notes": row["notes"]}))
-    for subject, cdir in clip_folders(subjects):
-        clip = naming.normalize_clip(cdir.name, NAME)
-        if (subject, clip) not in used:
-            samples.append(folder_only_sample(NAME, subject, clip, cdir, sheet))
+    samples += unlisted_folder_samples(NAME, subjects, used, sheet)
     return DatasetScan(NAME, root, frames_dir, sheet, dedupe(samples), notes, "raw")

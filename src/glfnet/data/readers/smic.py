@@ -19,10 +19,9 @@ from pathlib import Path
 
 from glfnet.data import naming
 from glfnet.data.readers.base import (DatasetScan, RawSample, check_root, check_sample,
-                                      child_dir, clip_dir_by_name, clip_folders, dedupe,
-                                      find_annotation, folder_only_sample, list_frames,
-                                      parse_frame_number, read_sheet, search_dir, sheet_rows,
-                                      subject_dirs)
+                                      child_dir, clip_dir_by_name, dedupe, find_annotation,
+                                      list_frames, parse_frame_number, read_sheet, search_dir,
+                                      sheet_rows, subject_dirs, unlisted_folder_samples)
 from glfnet.errors import ConfigError, DataError
 
 NAME = "smic"
@@ -191,10 +190,7 @@ def read_e(root, annotations=None, variant: str = "auto") -> DatasetScan:
         check_sample(s, onset_raw=row["onset"], offset_raw=row["offset"],
                      apex_raw=row["apex"] if row["apex"] else None)
         samples.append(s)
-    for subject, cdir in clip_folders(subjects):
-        clip = naming.normalize_clip(cdir.name, NAME_E)
-        if (subject, clip) not in used:
-            samples.append(folder_only_sample(NAME_E, subject, clip, cdir, sheet))
+    samples += unlisted_folder_samples(NAME_E, subjects, used, sheet)
     return DatasetScan(NAME_E, root, frames_dir, sheet, dedupe(samples), notes, "raw")
 
 
