@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from glfnet.data import cache
-from glfnet.data.flowsets import load_flowset
-from glfnet.data.synthflow import encode_png, write_flat, write_tree
+from glfnet.data.flowsets import encode_flow_image, load_flowset
+from glfnet.data.synthflow import write_flat, write_tree
 from glfnet.errors import DataError
 from tests.conftest import SMIC_DEV
 
@@ -69,7 +69,7 @@ def test_channel_order_is_u_v_strain(tmp_path):
     flow[1, 14:, :] = 1.0  # v: bottom half moves down
     flow[2, :7, :7] = 1.0  # strain: top-left corner
     (tmp_path / "labels.csv").write_text("dataset,sub,filename_o,label\nsmic,s01,s01_po_01,1\n")
-    Image.fromarray(encode_png(flow), "RGB").save(tmp_path / "s01_s01_po_01 .png")
+    Image.fromarray(encode_flow_image(flow), "RGB").save(tmp_path / "s01_s01_po_01 .png")
     fs = load_flowset(tmp_path)
     x = fs.X[0]
     assert x[0, :, 14:].min() == 1.0 and x[0, :, :14].max() == 0.0

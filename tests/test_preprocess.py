@@ -13,11 +13,12 @@ import pytest
 
 import rawfixtures as rf
 from glfnet.data import cache
+from glfnet.data.flowsets import encode_flow_image
 from glfnet.data.protocols import get_protocol
 from glfnet.data.readers import read_database
 from glfnet.errors import ConfigError
 from glfnet.preprocess import apex as apex_rules
-from glfnet.preprocess.export import encode_rgb, export_png
+from glfnet.preprocess.export import export_png
 from glfnet.preprocess.face import align_face, detect_landmarks, predictor_path
 from glfnet.preprocess.flow import optical_strain, resize_flow
 from glfnet.preprocess.pipeline import (PrepParams, flow_from_frames, flow_from_pair,
@@ -242,7 +243,7 @@ def test_export_png_layout(smic_face, tmp_path):
     img = np.asarray(Image.open(tmp_path / "png" / "s01_s01_ne_01 .png"))
     assert img.shape == (28, 28, 3) and img.dtype == np.uint8
     flow = resize_flow(cache.load_flow(out / "flows" / "s01_s01_ne_01.npz"), 28)
-    assert np.array_equal(img, encode_rgb(flow))  # R, G, B = u, v, strain
+    assert np.array_equal(img, encode_flow_image(flow))  # R, G, B = u, v, strain
     for c in range(3):
         assert img[..., c].min() == 0 and img[..., c].max() == 255
     assert export_png(out, tmp_path / "png2").is_file()

@@ -2,7 +2,8 @@ import numpy as np
 import torch
 
 from glfnet.data import transforms as T
-from glfnet.data.synthflow import encode_png, synth_flow
+from glfnet.data.flowsets import encode_flow_image
+from glfnet.data.synthflow import synth_flow
 
 
 def _field(seed=0, size=28):
@@ -22,8 +23,8 @@ def test_hflip_of_release_encoding_matches_encoding_of_flipped_flow():
     """With per-image min-max encoding, -u is encoded as 255 - u'."""
     raw = _field()[0].numpy()
     mirrored = T.hflip(torch.tensor(raw)[None])[0].numpy()
-    enc = torch.tensor(encode_png(raw).transpose(2, 0, 1) / 255.0)[None]
-    want = torch.tensor(encode_png(mirrored).transpose(2, 0, 1) / 255.0)[None]
+    enc = torch.tensor(encode_flow_image(raw).transpose(2, 0, 1) / 255.0)[None]
+    want = torch.tensor(encode_flow_image(mirrored).transpose(2, 0, 1) / 255.0)[None]
     assert torch.allclose(T.hflip_encoded(enc), want, atol=1 / 255 + 1e-6)
     # the training path (centre, flip, re-encode) gives the same image
     via_pipeline = T.minmax(T.hflip(T.to_centered(enc.float(), "minmax")))
@@ -60,7 +61,7 @@ def test_small_rotation_preserves_magnitude():
 
 
 def test_minmax_reencoding_of_a_release_image_is_identity():
-    enc = torch.tensor(encode_png(_field(3)[0].numpy()).transpose(2, 0, 1) / 255.0, dtype=torch.float32)[None]
+    enc = torch.tensor(encode_flow_image(_field(3)[0].numpy()).transpose(2, 0, 1) / 255.0, dtype=torch.float32)[None]
     assert torch.allclose(T.minmax(T.to_centered(enc, "minmax")), enc, atol=1e-6)
 
 

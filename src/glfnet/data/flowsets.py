@@ -180,6 +180,19 @@ def _stem(p: Path) -> str:
     return p.name[: -len(p.suffix)].strip()
 
 
+def encode_flow_image(flow: np.ndarray) -> np.ndarray:
+    """Raw (3, H, W) (u, v, strain) -> the release's 8-bit (H, W, 3) RGB: each channel min-max
+    scaled per image to exactly 0..255, ``round(255 (x - min) / (max - min))`` (a constant
+    channel becomes 0). :func:`read_flow_image` reads it back."""
+    out = np.zeros(flow.shape[1:] + (3,), dtype=np.uint8)
+    for c in range(3):
+        ch = flow[c].astype(np.float64)
+        lo, hi = float(ch.min()), float(ch.max())
+        if hi > lo:
+            out[..., c] = np.round((ch - lo) / (hi - lo) * 255.0).astype(np.uint8)
+    return out
+
+
 def read_flow_image(p: Path) -> tuple[np.ndarray | None, str | None]:
     """Read an 8-bit RGB flow image as (3, H, W) float32 in [0, 1] = (u, v, strain).
 

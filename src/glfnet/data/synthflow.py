@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from glfnet.data.flowsets import encode_flow_image
 from glfnet.data.naming import MEGC_CLASSES, sample_id
 
 # (database, subjects, {class: count}) of the composite (reference section 2)
@@ -104,16 +105,6 @@ def synth_flow(label: str, rng: np.random.Generator, size: int = 28, strength: f
     return np.stack([u, v, strain]).astype(np.float32)
 
 
-def encode_png(flow: np.ndarray) -> np.ndarray:
-    """Raw (3, H, W) -> the release's 8-bit (H, W, 3) RGB: each channel min-max to 0..255."""
-    out = np.empty(flow.shape[1:] + (3,), np.uint8)
-    for c in range(3):
-        ch = flow[c]
-        lo, hi = float(ch.min()), float(ch.max())
-        out[..., c] = np.round((ch - lo) / max(hi - lo, 1e-8) * 255).astype(np.uint8)
-    return out
-
-
 def make_flows(rows: list[dict], seed: int = 0, size: int = 28, strength: float = 1.0) -> dict:
     """sample_id -> raw flow for every row (deterministic per seed)."""
     rng = np.random.default_rng(seed + 1)
@@ -133,7 +124,7 @@ def write_flat(out: str | Path, rows: list[dict], flows: dict, csv_style: str = 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for r in rows:
-        _save_png(out / f"{r['sample_id']} .png", encode_png(flows[r["sample_id"]]))
+        _save_png(out / f"{r['sample_id']} .png", encode_flow_image(flows[r["sample_id"]]))
     index = {c: i for i, c in enumerate(MEGC_CLASSES)}
     if csv_style == "htnet":
         lines = ["dataset,sub,filename_o,label,apex,imagename,sub_filename"]
@@ -161,5 +152,5 @@ def write_tree(out: str | Path, rows: list[dict], flows: dict) -> Path:
         for r in rows:
             part = "u_test" if r["subject"] == subject else "u_train"
             _save_png(out / subject / part / str(index[r["label"]]) / f"{r['sample_id']} .png",
-                      encode_png(flows[r["sample_id"]]))
+                      encode_flow_image(flows[r["sample_id"]]))
     return out

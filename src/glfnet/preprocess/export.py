@@ -14,27 +14,16 @@ from __future__ import annotations
 import io as _io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from glfnet import io
 from glfnet.data import cache
+from glfnet.data.flowsets import encode_flow_image
 from glfnet.preprocess.flow import resize_flow
 
 PNG_SIZE = 28
 LABEL_FILE = "labels.csv"
 LABEL_COLUMNS = ["dataset", "sub", "filename_o", "label", "apex", "imagename", "sub_filename"]
-
-
-def encode_rgb(flow: np.ndarray) -> np.ndarray:
-    """(3, H, W) float (u, v, strain) -> (H, W, 3) uint8, each channel min-max to 0..255."""
-    out = np.zeros(flow.shape[1:] + (3,), dtype=np.uint8)
-    for c in range(3):
-        ch = flow[c].astype(np.float64)
-        lo, hi = float(ch.min()), float(ch.max())
-        if hi > lo:
-            out[..., c] = np.round((ch - lo) / (hi - lo) * 255.0).astype(np.uint8)
-    return out
 
 
 def png_name(sample_id: str) -> str:
@@ -55,7 +44,7 @@ def export_png(cache_dir, out_dir, size: int = PNG_SIZE) -> Path:
         if flow.shape[1:] != (size, size):
             flow = resize_flow(flow, size)
         buf = _io.BytesIO()
-        Image.fromarray(encode_rgb(flow), mode="RGB").save(buf, format="PNG")
+        Image.fromarray(encode_flow_image(flow), mode="RGB").save(buf, format="PNG")
         name = png_name(r["sample_id"])
         io.write_bytes(out_dir / name, buf.getvalue())
         rows.append({"dataset": r["database"], "sub": r["subject"], "filename_o": r["clip"],

@@ -88,13 +88,6 @@ def optical_strain(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.sqrt(u_x ** 2 + v_y ** 2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
 
 
-def flow_and_strain(prev: np.ndarray, nxt: np.ndarray, method: str = "tvl1") -> np.ndarray:
-    """(3, H, W) float32 = (u, v, strain) at the frames' resolution."""
-    f = compute_flow(prev, nxt, method)
-    u, v = f[..., 0], f[..., 1]
-    return np.stack([u, v, optical_strain(u, v)]).astype(np.float32)
-
-
 def resize_flow(flow: np.ndarray, size: int) -> np.ndarray:
     """Resize a (3, H, W) (u, v, strain) array to (3, size, size).
 
