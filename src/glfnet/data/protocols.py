@@ -106,6 +106,13 @@ def _not_in(s: RawSample, where: str) -> str:
     return f"emotion {s.emotion or '(blank)'!r} is not in {where}"
 
 
+def _not_micro(s: RawSample) -> str | None:
+    """Why a SAMM row is not a micro-expression, or None."""
+    if is_micro(s.extra.get("micro", "")):
+        return None
+    return f"not a micro-expression (Micro column: {s.extra.get('micro')!r})"
+
+
 def _megc2019(s: RawSample) -> tuple[str | None, str]:
     e = emotion_key(s.emotion)
     if s.database == "casme2":
@@ -114,8 +121,8 @@ def _megc2019(s: RawSample) -> tuple[str | None, str]:
         lab = _MEGC_CASME2.get(e)
         return (lab, "") if lab else (None, _not_in(s, "megc2019"))
     if s.database == "samm":
-        if not is_micro(s.extra.get("micro", "")):
-            return None, f"not a micro-expression (Micro column: {s.extra.get('micro')!r})"
+        if why := _not_micro(s):
+            return None, why
         lab = _MEGC_SAMM.get(e)
         return (lab, "") if lab else (None, _not_in(s, "megc2019"))
     if s.database == "smic":
@@ -125,8 +132,8 @@ def _megc2019(s: RawSample) -> tuple[str | None, str]:
 
 def _fixed(classes: tuple[str, ...], micro_only: bool = False) -> Rule:
     def rule(s: RawSample):
-        if micro_only and not is_micro(s.extra.get("micro", "")):
-            return None, f"not a micro-expression (Micro column: {s.extra.get('micro')!r})"
+        if micro_only and (why := _not_micro(s)):
+            return None, why
         e = emotion_key(s.emotion)
         if s.database == "samm" and e == "others":
             e = "other"
