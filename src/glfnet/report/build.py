@@ -71,8 +71,9 @@ def make_document(run: Run) -> tuple[Doc, dict[str, bytes], dict[str, bytes]]:
     _loss_curves(doc, add_fig, run)
     fs, why = _load_inputs(run)
     maps = _load_maps(run)
-    _gallery(doc, add_fig, run, fs, why)
-    _attention(doc, add_fig, run, fs, why, maps)
+    picks = _pick(run)
+    _gallery(doc, add_fig, run, fs, why, picks)
+    _attention(doc, add_fig, run, fs, why, maps, picks)
     if run.has_oracle:
         _oracle(doc, add_fig, m)
     _machine(doc, m)
@@ -277,7 +278,7 @@ def _samples(fs, rows: pd.DataFrame, maps: dict | None) -> list[F.Sample]:
     return out
 
 
-def _gallery(doc: Doc, add_fig, run: Run, fs, why: str | None) -> None:
+def _gallery(doc: Doc, add_fig, run: Run, fs, why: str | None, picks: dict) -> None:
     doc.h(2, "Input flows: correct and wrong predictions")
     if fs is None:
         doc.note(f"No gallery: {why}.")
@@ -289,7 +290,6 @@ def _gallery(doc: Doc, add_fig, run: Run, fs, why: str | None) -> None:
           f"confident wrong predictions. Top row: u, v as a colour wheel (hue: direction, "
           f"saturation: size relative to the image's largest motion, white: still) with "
           f"arrows; bottom row: optical strain as a heat map. Inputs are {enc}.")
-    picks = _pick(run)
     for group, rows in picks.items():
         if rows.empty:
             doc.p(f"No {group} predictions to show.")
@@ -305,7 +305,8 @@ def _gallery(doc: Doc, add_fig, run: Run, fs, why: str | None) -> None:
                 F.flow_gallery_png(samples, f"{group} predictions"))
 
 
-def _attention(doc: Doc, add_fig, run: Run, fs, why: str | None, maps: dict) -> None:
+def _attention(doc: Doc, add_fig, run: Run, fs, why: str | None, maps: dict,
+               picks: dict) -> None:
     doc.h(2, "Attention")
     if not maps:
         doc.p(f"Model {_code(run.metrics['model'])} has no attention modules whose maps the run "
@@ -337,7 +338,7 @@ def _attention(doc: Doc, add_fig, run: Run, fs, why: str | None, maps: dict) -> 
         doc.note(f"No per-sample overlays: {why}.")
         return
     seed_maps = maps.get(run.seeds[0], {})
-    for group, rows in _pick(run).items():
+    for group, rows in picks.items():
         samples = [s for s in _samples(fs, rows, seed_maps) if s.maps]
         if samples:
             add_fig(f"attention_{group}", f"attention on {group} predictions",
