@@ -176,7 +176,7 @@ def _per_subject(doc: Doc, add_fig, extra: dict, run: Run) -> None:
              .groupby(["database", "subject"], sort=False)
              .agg(correct=("correct", "sum"), n=("correct", "size")).reset_index())
     table["acc"] = table["correct"] / table["n"]
-    order = {d: i for i, d in enumerate(subset_order({d: 0 for d in table["database"].unique()}))}
+    order = {d: i for i, d in enumerate(subset_order(set(table["database"])))}
     table = table.sort_values(["database", "subject"], key=lambda c: c.map(order) if c.name == "database" else c)
     extra["figures/per_subject_accuracy.csv"] = table.to_csv(index=False).encode()
     doc.p("Accuracy on each held-out subject, pooled over seeds (bars labelled correct/total). "
@@ -194,7 +194,7 @@ def _loss_curves(doc: Doc, add_fig, run: Run) -> None:
         doc.p("The run has no training log (`train_log.csv`), so no loss curves.")
         return
     fold_db = dict(zip(run.predictions["fold"], run.predictions["database"]))
-    order = subset_order(dict.fromkeys(fold_db.values()))
+    order = subset_order(set(fold_db.values()))
     fold_db = {f: fold_db[f] for f in sorted(fold_db, key=lambda f: (order.index(fold_db[f]), f))}
     add_fig("loss_curves", "training loss per fold", F.loss_curves_png(log, fold_db, DB_DISPLAY),
             "Training loss per epoch: thin grey lines are single folds (every seed), the thick "

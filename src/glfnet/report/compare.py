@@ -26,7 +26,7 @@ from glfnet.data.naming import DB_DISPLAY
 from glfnet.errors import GlfnetError
 from glfnet.report.render import Doc, to_html, to_markdown
 from glfnet.report.rundir import Run, load_run
-from glfnet.report.tables import SUBSET_ORDER, fmt_pm
+from glfnet.report.tables import fmt_pm, subset_order
 
 ALPHA = 0.05
 METRICS = ("uf1", "uar")
@@ -119,10 +119,7 @@ def compare_runs(paths, names: list[str] | None = None) -> Comparison:
                            "of the paired differences).")
     runs = [load_run(p) for p in paths]
     names = list(names) if names else _names(runs)
-    subsets = []
-    for r in runs:
-        subsets += [s for s in r.metrics["honest"] if s not in subsets]
-    subsets = [s for s in SUBSET_ORDER if s in subsets] + sorted(s for s in subsets if s not in SUBSET_ORDER)
+    subsets = subset_order({s for r in runs for s in r.metrics["honest"]})
     comp = Comparison(runs, names, subsets)
     base = runs[0]
     for run, name in zip(runs[1:], names[1:]):

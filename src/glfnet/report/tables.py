@@ -8,7 +8,9 @@ from glfnet.data.naming import DB_DISPLAY
 SUBSET_ORDER = ("full", "smic", "casme2", "samm")
 
 
-def subset_order(section: dict) -> list[str]:
+def subset_order(section) -> list[str]:
+    """The subset names of ``section`` (a metrics section or any collection of names) in
+    display order."""
     known = [s for s in SUBSET_ORDER if s in section]
     return known + sorted(s for s in section if s not in SUBSET_ORDER)
 
