@@ -82,7 +82,8 @@ def ablate(
     """
     from glfnet.cli.loso_cmd import load_data, run_with_progress, write_report
     from glfnet.config import build_config
-    from glfnet.report.compare import compare_runs, rich_tables, write_comparison
+    from glfnet.cli.report_cmd import show_and_write
+    from glfnet.report.compare import compare_runs
 
     base = build_config(config, epochs=epochs, seeds=parse_int_list(seeds) if seeds else None,
                         oracle=oracle or None, device=device,
@@ -107,13 +108,7 @@ def ablate(
     if len(dirs) < 2:
         console.print(f"one variant only: nothing to compare; results in {dirs[0]}")
         return
-    comp = compare_runs(dirs, names=list(configs))
-    for table in rich_tables(comp):
-        console.print(table)
-    for w in comp.warnings:
-        warn(w)
-    paths = write_comparison(comp, out)
-    console.print(f"comparison: {', '.join(str(p) for p in paths)}")
+    show_and_write(compare_runs(dirs, names=list(configs)), out)
 
 
 def register(app) -> None:

@@ -41,14 +41,20 @@ def compare(
     it exceeds the seed noise (two-sided paired t-test over the common seeds at 0.05; see
     docs/reports.md). Writes comparison.md, comparison.html and comparison_full.png.
     """
-    from glfnet.report.compare import compare_runs, default_out, rich_tables, write_comparison
+    from glfnet.report.compare import compare_runs, default_out
 
-    comp = compare_runs(runs)
+    show_and_write(compare_runs(runs), out or default_out(runs))
+
+
+def show_and_write(comp, out: Path) -> None:
+    """Print a comparison's tables and warnings, write its files into ``out``."""
+    from glfnet.report.compare import rich_tables, write_comparison
+
     for table in rich_tables(comp):
         console.print(table)
     for w in comp.warnings:
         warn(w)
-    paths = write_comparison(comp, out or default_out(runs))
+    paths = write_comparison(comp, out)
     console.print(f"comparison: {', '.join(str(p) for p in paths)}")
 
 
