@@ -3,13 +3,12 @@
 Builds a synthetic 442-sample, 68-subject, 28x28 flow set with the MEGC2019 composite's
 class and subject structure (glfnet.data.synthflow), then prints
 
-* training samples/s of glfnet_s and ststnet in one single-threaded fold worker (median of
+* training samples/s of the default GLFNet preset, glfnet_s and ststnet in one single-threaded fold worker (median of
   repeated timed epochs, the default batch size and augmentation, i.e. exactly what a LOSO
   fold runs), and for two such workers at once;
-* the wall time of one full LOSO seed (68 folds) with the glfnet_s defaults (one worker per
-  core).
+* the wall time of one full LOSO seed (68 folds) with the defaults (one worker per core).
 
-Target (issue 2): the default glfnet_s LOSO of the composite in <= 15 minutes per seed on a
+Target (issues 2 and 9): the default LOSO of the composite in <= 15 minutes per seed on a
 2-core CPU. Usage: ``python benchmarks/bench_loso.py [--skip-loso]``.
 """
 
@@ -70,7 +69,7 @@ def main():
           f"{torch.__version__}, python {platform.python_version()}")
     fs = make_set()
     print(f"data: synthetic composite, {len(fs)} samples, {fs.samples['subject'].nunique()} subjects, 28x28")
-    for model in ("glfnet_s", "ststnet"):
+    for model in dict.fromkeys((Config.model, "glfnet_s", "ststnet")):
         n = sum(p.numel() for p in create_model(model).parameters())
         one = throughput(fs, model)
         both = sum(Parallel(n_jobs=cores, backend="loky")(delayed(throughput)(fs, model) for _ in range(cores)))
@@ -84,7 +83,8 @@ def main():
         t = time.perf_counter()
         m = run_protocol(fs, cfg, out)
         wall = time.perf_counter() - t
-    print(f"full LOSO, glfnet_s defaults ({cfg.epochs} epochs), 1 seed, {m['n_folds']} folds: "
+    print(f"full LOSO, defaults ({cfg.model}, {cfg.epochs} epochs, ensemble {cfg.ensemble}), "
+          f"1 seed, {m['n_folds']} folds: "
           f"{wall / 60:.1f} min wall with {cores} fold workers (target <= 15 min); synthetic-data UF1 {m['honest']['full']['uf1']:.3f} "
           "(meaningless as a score: synthetic flows)")
 

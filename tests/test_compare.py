@@ -7,6 +7,8 @@ import re
 
 import numpy as np
 import pytest
+
+from glfnet.config import Config
 from scipy import stats
 
 from clirun import glfnet as run_cli
@@ -136,13 +138,14 @@ def test_ablate_end_to_end(small_flat, tmp_path, capsys):
     code, stdout, _ = run_cli(capsys, "ablate", small_flat, "--epochs", "1", "--seeds", "0,1",
                               "--out", out, "--quiet", "--no-report")
     assert code == 0
-    variants = ["full", "no-local", "no-global", "concat", "ce-loss", "ststnet"]
+    variants = ["full", "no-local", "no-global", "concat", "sum", "ce-loss", "ststnet"]
     metrics = {v: json.loads((out / v / "metrics.json").read_text()) for v in variants}
     cfg = {v: m["config"] for v, m in metrics.items()}
-    assert cfg["full"]["model"] == "glfnet_s" and cfg["full"]["model_args"] == {}
+    assert cfg["full"]["model"] == Config.model and cfg["full"]["model_args"] == {}
     assert cfg["no-local"]["model_args"] == {"local_branch": False}
     assert cfg["no-global"]["model_args"] == {"global_branch": False}
     assert cfg["concat"]["model_args"] == {"fusion": "concat"}
+    assert cfg["sum"]["model_args"] == {"fusion": "sum"}
     assert cfg["ce-loss"]["loss"] == "ce" and cfg["full"]["loss"] == "cb"
     assert cfg["ststnet"]["model"] == "ststnet"
     assert all(c["epochs"] == 1 and c["seeds"] == [0, 1] for c in cfg.values())

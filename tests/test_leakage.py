@@ -2,6 +2,8 @@
 and normalisation. Proved by invariance: changing the test subject's inputs and labels must
 leave the trained model bit-identical."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -40,12 +42,23 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
         assert len(f.train_idx) + len(f.test_idx) == len(tiny_set)
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG.replace(val_subjects=0.3), CFG.replace(oracle=True)],
-                         ids=["fixed-epochs", "early-stopping", "oracle-observer"])
+@pytest.mark.parametrize("cfg", [CFG, CFG.replace(val_subjects=0.3, epochs=4), CFG.replace(oracle=True),
+                                 CFG.replace(ensemble=2, oracle=True), CFG.replace(tta=True),
+                                 CFG.replace(mixup=0.4), CFG.replace(db_norm=True, oracle=True)],
+                         ids=["fixed-epochs", "early-stopping", "oracle-observer", "ensemble",
+                              "flip-tta", "mixup", "per-database-statistics"])
 def test_test_subject_cannot_influence_training(tiny_set, cfg):
+    _check_tamper(tiny_set, cfg)
+
+
+def _check_tamper(tiny_set, cfg, on_set=lambda fs: None):
+    """Train one fold on the set and on the set with its test subject tampered with; every
+    product of training must be the same. ``on_set(fs)`` is told which set runs next."""
     fold = loso_folds(tiny_set.samples)[1]
+    on_set(tiny_set)
     rec_a, trained_a = runner.run_fold(tiny_set, fold, cfg, seed=0, oracle=cfg.oracle)
     tampered = _tamper(tiny_set, fold.test_idx)
+    on_set(tampered)
     rec_b, trained_b = runner.run_fold(tampered, fold, cfg, seed=0, oracle=cfg.oracle)
     sa, sb = _state(trained_a), _state(trained_b)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)  # bit-identical model
@@ -55,8 +68,43 @@ def test_test_subject_cannot_influence_training(tiny_set, cfg):
     assert fold.subject not in rec_a["val_subjects"] and fold.subject not in rec_a["train_subjects"]
     if cfg.val_subjects:
         assert rec_a["val_subjects"] and set(rec_a["val_subjects"]) <= set(rec_a["train_subjects"])
+        # the chosen epoch is the first best on the validation subjects, whose per-epoch scores
+        # (in the history, compared above) do not move when the test subject does
+        val = [h["val_uf1"] for h in rec_a["history"]]
+        assert rec_a["selected_epoch"] == 1 + int(np.argmax(val))
+    if cfg.ensemble > 1:
+        assert sorted({h["member"] for h in rec_a["history"]}) == list(range(cfg.ensemble))
     # ...while the test predictions do depend on the test inputs (the check is not vacuous)
     assert rec_a["probs"] != rec_b["probs"]
+
+
+def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypatch):
+    """Put the leak in (input statistics, pooled and per database, refitted on every sample of
+    the set, the held-out subject's included): the tamper check fails."""
+    real, current = runner.train_fold, {}
+
+    def leaky(X, y, subjects, cfg, *args, **kwargs):
+        trained = real(X, y, subjects, cfg, *args, **kwargs)
+        fs = current["fs"]
+        trained.pipeline.fit(trained.pipeline.prepare(torch.tensor(fs.X)),
+                             fs.samples["database"].to_numpy())
+        return trained
+
+    monkeypatch.setattr(runner, "train_fold", leaky)
+    with pytest.raises(AssertionError):
+        _check_tamper(tiny_set, CFG.replace(db_norm=True), on_set=lambda fs: current.update(fs=fs))
+
+
+def test_per_database_statistics_come_from_that_databases_training_samples(tiny_set):
+    fold = loso_folds(tiny_set.samples)[2]
+    rec, _ = runner.run_fold(tiny_set, fold, CFG.replace(db_norm=True), seed=0)
+    db = tiny_set.samples["database"].to_numpy()
+    groups = rec["pipeline"]["group_stats"]
+    assert set(groups) == set(db[fold.train_idx])
+    for name, stats in groups.items():
+        rows = [i for i in fold.train_idx if db[i] == name]
+        x = T.unit_range(T.to_centered(torch.tensor(tiny_set.X[rows]), "minmax"))
+        np.testing.assert_allclose(stats["mean"], x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
 
 
 def test_oracle_observer_does_not_change_honest_predictions(tiny_set):
@@ -70,9 +118,10 @@ def test_oracle_observer_does_not_change_honest_predictions(tiny_set):
 def test_normalisation_statistics_come_from_training_samples(tiny_set):
     fold = loso_folds(tiny_set.samples)[2]
     rec, _ = runner.run_fold(tiny_set, fold, CFG, seed=0)
-    x = T.minmax(T.to_centered(torch.tensor(tiny_set.X[fold.train_idx]), "minmax"))
-    np.testing.assert_allclose(rec["pipeline"]["mean"], x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5)
-    everything = T.minmax(T.to_centered(torch.tensor(tiny_set.X), "minmax")).mean(dim=(0, 2, 3)).numpy()
+    assert CFG.input_norm == "signed"
+    x = T.unit_range(T.to_centered(torch.tensor(tiny_set.X[fold.train_idx]), "minmax"))
+    np.testing.assert_allclose(rec["pipeline"]["mean"], x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
+    everything = T.unit_range(T.to_centered(torch.tensor(tiny_set.X), "minmax")).mean(dim=(0, 2, 3)).numpy()
     assert not np.allclose(rec["pipeline"]["mean"], everything, rtol=1e-7, atol=0)
 
 
@@ -93,3 +142,61 @@ def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypat
         assert fold.subject not in subjects
         train_rows = {x.tobytes() for x in X}
         assert not any(tiny_set.X[i].tobytes() in train_rows for i in fold.test_idx)
+
+
+def _check_headline_is_final_model(tiny_set, tmp_path):
+    """Tamper with one test subject's *labels* so that the oracle must pick an epoch whose
+    predictions differ from the final model's: the headline predictions of that subject must
+    not move (they come from the final model), while the oracle's do (the check has teeth)."""
+    import pandas as pd
+
+    cfg = CFG.replace(model="ststnet", epochs=5, oracle=True, jobs=1, report=False)
+    runner.run_protocol(tiny_set, cfg, tmp_path / "a")
+    target = None
+    for fold in loso_folds(tiny_set.samples):
+        rec = json.loads((tmp_path / "a" / "folds" / "seed0" / f"{fold.name}.json").read_text())
+        for preds in rec["oracle"]["epoch_preds"]:
+            if preds != rec["pred"]:
+                target = (fold, preds, rec["pred"])
+                break
+        if target:
+            break
+    assert target, "no fold had an epoch whose predictions differ from the final ones"
+    fold, oracle_preds, final_preds = target
+    samples = tiny_set.samples.copy()
+    samples.loc[fold.test_idx, "label"] = [tiny_set.classes[p] for p in oracle_preds]
+    tampered = FlowSet(samples, tiny_set.X, tiny_set.classes, tiny_set.encoding, tiny_set.kind,
+                       tiny_set.source)
+    runner.run_protocol(tampered, cfg, tmp_path / "b")
+
+    def fold_rows(name, run):
+        df = pd.read_csv(tmp_path / run / name, dtype={"subject": str})
+        return df[df["fold"] == fold.name].set_index("sample_id")
+
+    index = {c: i for i, c in enumerate(tiny_set.classes)}
+    ids = tiny_set.samples["sample_id"].to_numpy()[fold.test_idx]
+    honest = fold_rows("predictions.csv", "b").loc[ids]
+    assert honest["prediction"].map(index).tolist() == final_preds
+    probs = honest[[f"prob_{c}" for c in tiny_set.classes]].to_numpy()
+    assert (probs.argmax(1) == honest["prediction"].map(index).to_numpy()).all()
+    oracle = fold_rows("oracle_predictions.csv", "b").loc[ids]
+    assert oracle["prediction"].map(index).tolist() == oracle_preds != final_preds  # it did move
+
+
+def test_headline_predictions_are_the_final_models_not_the_oracles(tiny_set, tmp_path):
+    _check_headline_is_final_model(tiny_set, tmp_path)
+
+
+def test_headline_check_catches_oracle_predictions_in_the_headline(tiny_set, tmp_path, monkeypatch):
+    """Put the leak in (headline predictions taken from the oracle's pick): the check fails."""
+    real = runner._prediction_frame
+
+    def leaky(fs, records, oracle):
+        frame = real(fs, records, oracle)
+        if not oracle:
+            frame["prediction"] = real(fs, records, True)["prediction"].to_numpy()
+        return frame
+
+    monkeypatch.setattr(runner, "_prediction_frame", leaky)
+    with pytest.raises(AssertionError):
+        _check_headline_is_final_model(tiny_set, tmp_path)

@@ -45,23 +45,41 @@ def test_ststnet_size():
     assert 1600 < n_params(glfnet.create_model("ststnet")) < 1800  # Liong et al.: ~1.7 k
 
 
-def test_local_block_splits_into_four_independent_regions():
+@pytest.mark.parametrize("halo", [0, 2])
+def test_local_block_routes_each_quadrant_through_its_own_block(halo):
+    """Output quadrant k (top-left, top-right, bottom-left, bottom-right) is block k applied
+    to input quadrant k (read with ``halo`` pixels of context, then cropped back): a test
+    that fails if regions were routed to the wrong blocks or put back in the wrong place."""
     torch.manual_seed(0)
-    blk = LocalBlock(8, 8, region_gate=False).eval()
-    assert len(blk.regions) == 4
+    blk = LocalBlock(4, 4, region_gate=False, stride=1, halo=halo).eval()
     params = [set(id(p) for p in r.parameters()) for r in blk.regions]
     assert all(not (params[i] & params[j]) for i in range(4) for j in range(i + 1, 4))
-    x = torch.randn(1, 8, 14, 14)
-    # region k sees only its quadrant: perturbing the bottom-right quadrant leaves the
-    # top-left region's block output unchanged
-    outs = []
-    for xx in (x, x.clone().index_put_((torch.tensor([0]),), x[0].clone())):
-        outs.append(blk.regions[0](xx[..., :7, :7]))
-    y = x.clone()
-    y[..., 7:, 7:] += 5
-    assert torch.allclose(blk.regions[0](x[..., :7, :7]), blk.regions[0](y[..., :7, :7]))
+    for r in blk.regions:  # make the four blocks clearly different functions
+        for p in r.parameters():
+            p.data.normal_()
+    blk.merge = torch.nn.Identity()
+    x = torch.randn(2, 4, 10, 10)
+    with torch.no_grad():
+        y = blk(x)
+        a = halo
+        crops = {0: (slice(0, 5 + a), slice(0, 5 + a)), 1: (slice(0, 5 + a), slice(5 - a, 10)),
+                 2: (slice(5 - a, 10), slice(0, 5 + a)), 3: (slice(5 - a, 10), slice(5 - a, 10))}
+        places = {0: (slice(0, 5), slice(0, 5)), 1: (slice(0, 5), slice(5, 10)),
+                  2: (slice(5, 10), slice(0, 5)), 3: (slice(5, 10), slice(5, 10))}
+        for k in range(4):
+            out = blk.regions[k](x[..., crops[k][0], crops[k][1]])
+            r0 = 0 if k in (0, 1) else a
+            c0 = 0 if k in (0, 2) else a
+            expect = out[..., r0:r0 + 5, c0:c0 + 5]
+            assert torch.allclose(y[..., places[k][0], places[k][1]], expect, atol=1e-5), k
+            other = blk.regions[(k + 1) % 4](x[..., crops[k][0], crops[k][1]])[..., r0:r0 + 5, c0:c0 + 5]
+            assert not torch.allclose(expect, other, atol=1e-3)  # the blocks are distinguishable
+        if halo == 0:  # no context across the cut: the bottom-right input cannot reach top-left
+            x2 = x.clone()
+            x2[..., 5:, 5:] += 5
+            assert torch.allclose(blk(x2)[..., :5, :5], y[..., :5, :5])
     with pytest.raises(ValueError, match="even size"):
-        blk(torch.randn(1, 8, 7, 7))
+        blk(torch.randn(1, 4, 7, 7))
 
 
 def test_ablation_switches():

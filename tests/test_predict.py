@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 import pytest
 
+from glfnet.config import Config
+
 from glfnet.cli.main import main
 from clirun import glfnet as cli
 from glfnet.data import cache
@@ -112,8 +114,9 @@ def test_model_directory(model_dir, cache_dir):
     assert cfg["preprocessing"]["params"] == meta["params"]
     assert cfg["preprocessing"]["source"] == "glfnet prepare"
     assert cfg["prediction_encoding"] == "raw"
-    assert cfg["model"] == {"name": "glfnet_s", "args": {}, "input_size": 28, "num_classes": 3}
-    assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std"}
+    assert cfg["model"] == {"name": Config.model, "args": {}, "input_size": 28, "num_classes": 3,
+                            "ensemble": 1}
+    assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std", "tta"}
     assert cfg["data"]["n_samples"] == 9 and len(cfg["data"]["digest"]) == 16
     assert cfg["training"]["config"]["epochs"] == 15 and cfg["training"]["seed"] == 0
     assert "NOT an evaluation" in cfg["purpose"]
@@ -294,7 +297,7 @@ def test_config_damaged_or_mismatched(tmp_path, model_dir):
     assert "does not match the model its config describes" in msg
     # weights of another run next to this config
     c.write_text(json.dumps(good))
-    other = create_model("glfnet_s", num_classes=3)
+    other = create_model(good["model"]["name"], num_classes=3)
     checkpoint.save(d / "model.safetensors", other, {"model_id": "another-run"})
     assert "different training runs" in _load_error(d)
     # same run id, changed bytes

@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 
 
 def create_model(name: str, num_classes: int = 3, in_chans: int = 3, **overrides):
-    """Build a registered model (``glfnet``, ``glfnet_s``, ``ststnet``). See glfnet.models."""
+    """Build a registered model (``glfnet_t``, ``glfnet_s``, ``glfnet``, ``ststnet``). See
+    glfnet.models."""
     from glfnet.models import create_model as _create
 
     return _create(name, num_classes=num_classes, in_chans=in_chans, **overrides)

@@ -19,9 +19,9 @@ from glfnet.errors import ConfigError
 @dataclass
 class Config:
     # model
-    model: str = "glfnet_s"
+    model: str = "glfnet_t"
     model_args: dict = field(default_factory=dict)
-    input_size: int | None = None  # None: the preset's size (28 glfnet_s/ststnet, 224 glfnet)
+    input_size: int | None = None  # None: the preset's size (28 glfnet_t/glfnet_s/ststnet, 224 glfnet)
     # protocol
     protocol: str = "loso"  # loso | lodo
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -38,11 +38,18 @@ class Config:
     focal_gamma: float = 2.0
     label_smoothing: float = 0.1
     # input and augmentation
-    input_norm: str = "minmax"  # minmax: per-image min-max then fold standardisation | global
+    # signed: per-image unit range, zero motion kept at zero | minmax: per-image min-max to
+    # [0, 1] (the release encoding) | global: raw magnitudes; then fold standardisation
+    input_norm: str = "signed"
     hflip: float = 0.5  # probability
     rotate: float = 10.0  # max degrees
     scale: float = 0.05  # max relative zoom
     translate: float = 0.05  # max shift, fraction of the image size
+    mixup: float = 0.0  # Beta(a, a) mixing of training pairs; 0 = off
+    # variance reduction (fixed before any test subject is seen)
+    ensemble: int = 1  # networks per fold, probabilities averaged (seed ensemble)
+    tta: bool = False  # test-time flip: average the prediction of the image and its mirror
+    db_norm: bool = False  # per-database input statistics (database = metadata, not a label)
     # model selection (never on the test subject)
     val_subjects: float = 0.0  # >0: early stopping on this fraction of *training* subjects
     # run
@@ -70,8 +77,8 @@ class Config:
             bad("loss", self.loss, "cb | ce")
         if self.base_loss not in ("ce", "focal"):
             bad("base_loss", self.base_loss, "ce | focal")
-        if self.input_norm not in ("minmax", "global"):
-            bad("input_norm", self.input_norm, "minmax | global")
+        if self.input_norm not in ("signed", "minmax", "global"):
+            bad("input_norm", self.input_norm, "signed | minmax | global")
         if self.device not in ("cpu", "cuda"):
             bad("device", self.device, "cpu | cuda")
         if self.jobs < 0:
@@ -79,6 +86,10 @@ class Config:
         for name, lo in (("epochs", 1), ("batch_size", 2)):
             if int(getattr(self, name)) < lo:
                 raise ConfigError(f"{name} must be at least {lo}, got {getattr(self, name)}")
+        if int(self.ensemble) < 1:
+            raise ConfigError(f"ensemble must be at least 1 (networks per fold), got {self.ensemble}")
+        if self.mixup < 0:
+            raise ConfigError(f"mixup is a Beta(a, a) parameter, 0 (off) or more, got {self.mixup}")
         if not 0 < self.cb_beta < 1:
             raise ConfigError(f"cb_beta must be in (0, 1), got {self.cb_beta}")
         if self.lr <= 0:

@@ -108,7 +108,8 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
     t0 = time.perf_counter()
     with determinism(cfg.device):
         trained = train_fold(flowset.X, y, flowset.samples["subject"].to_numpy(), cfg,
-                             len(flowset.classes), flowset.encoding, int(seed), on_epoch=on_epoch)
+                             len(flowset.classes), flowset.encoding, int(seed), on_epoch=on_epoch,
+                             groups=flowset.samples["database"].to_numpy())
     seconds = time.perf_counter() - t0
     model_id = uuid.uuid4().hex
     weights = out / WEIGHTS_FILE
@@ -123,7 +124,7 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
         "purpose": PURPOSE.format(n=len(flowset), source=flowset.source),
         "classes": list(flowset.classes),
         "model": {"name": cfg.model, "args": dict(cfg.model_args), "input_size": input_size(cfg),
-                  "num_classes": len(flowset.classes)},
+                  "num_classes": len(flowset.classes), "ensemble": int(cfg.ensemble)},
         "pipeline": trained.pipeline.state(),
         "prediction_encoding": encode,
         "preprocessing": preprocessing,
@@ -284,7 +285,7 @@ class Recognizer:
                                  f"{len(classes)} classes")
             mcfg = Config(model=m["name"], model_args=dict(m["args"]),
                           input_size=int(m["input_size"]), device=device).validate()
-            model = build_model(mcfg, len(classes))
+            model = build_model(mcfg, len(classes), ensemble=int(m.get("ensemble", 1)))
             pipeline = InputPipeline.from_state(config["pipeline"])
             if len(pipeline.mean) != 3 or len(pipeline.std) != 3:
                 raise ValueError("pipeline mean/std must have 3 values")

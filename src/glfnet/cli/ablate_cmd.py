@@ -2,10 +2,12 @@
 
 Variants (each a full leak-free run in ``OUT/<variant>/``, resumable like `glfnet loso`):
 
-    full       GLFNet as configured (glfnet_s unless the configuration names glfnet)
+    full       GLFNet as configured (the default preset unless the configuration names another
+               GLFNet preset)
     no-local   model_args local_branch: false
     no-global  model_args global_branch: false
     concat     model_args fusion: concat (instead of the adaptive feature fusion)
+    sum        model_args fusion: sum (element-wise sum of the two branches)
     ce-loss    loss: ce (instead of the class-balanced loss)
     ststnet    the STSTNet baseline, same training settings
 """
@@ -18,6 +20,7 @@ from typing import Optional
 import typer
 
 from glfnet.cli.common import console, parse_int_list, warn
+from glfnet.config import Config
 from glfnet.errors import ConfigError
 
 # name -> (model or None for the base GLFNet model, model_args changes, other config changes)
@@ -26,6 +29,7 @@ VARIANTS: dict[str, tuple[str | None, dict, dict]] = {
     "no-local": (None, {"local_branch": False}, {}),
     "no-global": (None, {"global_branch": False}, {}),
     "concat": (None, {"fusion": "concat"}, {}),
+    "sum": (None, {"fusion": "sum"}, {}),
     "ce-loss": (None, {}, {"loss": "ce"}),
     "ststnet": ("ststnet", {}, {}),
 }
@@ -40,14 +44,14 @@ def variant_configs(base, only: list[str] | None = None) -> dict:
             raise ConfigError(f"--only: unknown variant(s) {', '.join(unknown)}; choose from "
                               f"{', '.join(VARIANTS)}")
         names = [n for n in VARIANTS if n in only]
-    glf = base.model if base.model in ("glfnet", "glfnet_s") else "glfnet_s"
+    glf = base.model if base.model.startswith("glfnet") else Config.model
     out = {}
     for name in names:
         model, args, changes = VARIANTS[name]
         if model is None:
             cfg = base.replace(model=glf, model_args={**base.model_args, **args}, **changes)
         else:
-            cfg = base.replace(model=model, model_args={}, **changes)
+            cfg = base.replace(model=model, model_args={}, input_size=None, **changes)
         out[name] = cfg.validate()
     return out
 
@@ -77,8 +81,8 @@ def ablate(
     """Run GLFNet's ablation set leak-free on DATA, then compare the variants.
 
     Variants: full, no-local (no Local Block), no-global (no global branch), concat (concat
-    fusion instead of AFF), ce-loss (cross-entropy instead of class-balanced), ststnet (the
-    baseline). Each goes to OUT/<variant>/ with its report; OUT/comparison.md compares them.
+    fusion instead of AFF), sum (summed branches instead of AFF), ce-loss (cross-entropy
+    instead of class-balanced), ststnet (the baseline, same training). Each goes to OUT/<variant>/ with its report; OUT/comparison.md compares them.
     """
     from glfnet.cli.loso_cmd import load_data, run_with_progress, write_report
     from glfnet.config import build_config
@@ -88,8 +92,8 @@ def ablate(
     base = build_config(config, epochs=epochs, seeds=parse_int_list(seeds) if seeds else None,
                         oracle=oracle or None, device=device,
                         report=False if no_report else None)
-    if base.model not in ("glfnet", "glfnet_s"):
-        warn(f"the configuration names model {base.model}; the GLFNet variants use glfnet_s")
+    if not base.model.startswith("glfnet"):
+        warn(f"the configuration names model {base.model}; the GLFNet variants use {Config.model}")
     wanted = [n.strip() for n in only.split(",") if n.strip()] if only else None
     configs = variant_configs(base, wanted)
     fs = load_data(data, labels, skip_bad)

@@ -9,6 +9,10 @@ console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
+MODEL_HELP = ("glfnet_t (default: GLFNet on STSTNet's shallow stem, 28 px, CPU) | glfnet_s "
+              "(ResNet-style trunk, 28 px) | glfnet (paper scale, 224 px) | ststnet (baseline).")
+
+
 def warn(message: str) -> None:
     from rich.markup import escape
 

@@ -1,7 +1,7 @@
 """`glfnet demo` (what `make demo` runs): the whole system on built-in synthetic data.
 
 raw clips in the CASME II / SAMM / SMIC layouts (glfnet.data.synthetic) -> `prepare megc2019`
-(face, alignment, TV-L1 + strain, cache) -> leak-free LOSO with glfnet_s -> results table and
+(face, alignment, TV-L1 + strain, cache) -> leak-free LOSO with GLFNet -> results table and
 report. Every stage resumes: run it again and finished work is reused.
 """
 
@@ -16,6 +16,7 @@ from typing import Optional
 import typer
 
 from glfnet.cli.common import console, parse_int_list
+from glfnet.config import Config
 
 
 def _synthetic_ready(raw: Path, want: dict) -> bool:
@@ -35,7 +36,7 @@ def demo(
     clips: int = typer.Option(8, "--clips", help="Clips per subject."),
     seeds: str = typer.Option("0", "--seeds", help="Training seeds, e.g. 0,1,2."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per fold (default: the "
-                                         "glfnet_s default)."),
+                                         "default of `glfnet loso`)."),
     jobs: int = typer.Option(0, "--jobs", "-j", help="Preprocessing worker processes; 0 = all cores."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip report.md/report.html."),
 ):
@@ -44,7 +45,7 @@ def demo(
     Synthetic clips of real face photos (scikit-image) with action-unit motion of micro
     amplitude are written in the official CASME II, SAMM and SMIC layouts, read back by the
     same readers as real data, face-aligned, turned into TV-L1 flow + strain, and evaluated
-    with leak-free leave-one-subject-out GLFNet (glfnet_s). The score shows the pipeline
+    with leak-free leave-one-subject-out GLFNet (the default preset). The score shows the pipeline
     works; it is not a benchmark figure (the data are synthetic).
     """
     from glfnet.cli.loso_cmd import print_results, run_with_progress, write_report
@@ -78,7 +79,7 @@ def demo(
     times["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    console.print("[bold]3/3 leak-free LOSO[/bold] with glfnet_s")
+    console.print(f"[bold]3/3 leak-free LOSO[/bold] with {Config.model}")
     fs = load_flowset(cache_dir)
     cfg = build_config(epochs=epochs, seeds=parse_int_list(seeds), report=not no_report)
     metrics = run_with_progress(fs, cfg, run_dir, overwrite=False, quiet=True)

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 import yaml
 
-from glfnet.cli.common import console, parse_int_list, warn
+from glfnet.cli.common import MODEL_HELP, console, parse_int_list, warn
 from glfnet.config import Config
 from glfnet.errors import ConfigError
 
@@ -74,8 +74,7 @@ def loso(
     data: Path = typer.Argument(..., help="Flow set: folder of '<subject>_<clip> .png' + label "
                                 "CSV, per-subject LOSO tree, or a `glfnet prepare` cache."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Label CSV for a flat folder."),
-    model: Optional[str] = typer.Option(None, "--model", help="glfnet_s (default, 28 px, CPU) | "
-                                        "glfnet (paper scale, 224 px) | ststnet (baseline)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="Model option KEY=VALUE, "
                                                   "repeatable: global_branch=false, local_branch=false, "
                                                   "fusion=aff|concat|sum, global_attn=nonlocal|cbam|none."),
@@ -103,6 +102,12 @@ def loso(
                                        "each single-threaded (0 = one per core). Results do "
                                        "not depend on it."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bfloat16 autocast on cuda."),
+    ensemble: Optional[int] = typer.Option(None, "--ensemble", help="Networks trained per fold "
+                                           "from different seeds, probabilities averaged "
+                                           f"(cost x K). Default {Config.ensemble}."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Test-time flip: average the "
+                                       "prediction of each flow and its mirror (u negated). "
+                                       f"Default {'on' if Config.tta else 'off'}."),
     save_checkpoints: bool = typer.Option(False, "--save-checkpoints", help="Keep each fold's "
                                           "model as safetensors."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Exclude (and list) bad samples "
@@ -125,7 +130,7 @@ def loso(
                        batch_size=batch_size, lr=lr, loss=loss,
                        seeds=parse_int_list(seeds) if seeds else None, protocol=protocol,
                        oracle=oracle or None, val_subjects=val_subjects, device=device, amp=amp,
-                       jobs=jobs,
+                       jobs=jobs, ensemble=ensemble, tta=tta,
                        save_checkpoints=save_checkpoints or None,
                        report=False if no_report else None)
     fs = load_data(data, labels, skip_bad)

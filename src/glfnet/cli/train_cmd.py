@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from glfnet.cli.common import console, warn
+from glfnet.cli.common import MODEL_HELP, console, warn
 from glfnet.config import Config
 
 
@@ -18,8 +18,7 @@ def train(
     out: Path = typer.Option(..., "--out", "-o", help="Model directory to write "
                              "(model.safetensors + config.json).", show_default=False),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Label CSV for a flat folder."),
-    model: Optional[str] = typer.Option(None, "--model", help="glfnet_s (default, 28 px, CPU) | "
-                                        "glfnet (paper scale, 224 px) | ststnet (baseline)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     model_arg: Optional[List[str]] = typer.Option(None, "--model-arg", help="Model option "
                                                   "KEY=VALUE, repeatable (as in `glfnet loso`)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Training epochs (default as "
@@ -29,6 +28,9 @@ def train(
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (default: the first "
                                        "of the config's seeds, 0)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda."),
+    ensemble: Optional[int] = typer.Option(None, "--ensemble", help="Networks trained from "
+                                           "different seeds, probabilities averaged (as in "
+                                           f"`glfnet loso`; default {Config.ensemble})."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Exclude (and list) bad samples "
                                   "instead of stopping."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
@@ -45,7 +47,7 @@ def train(
     from glfnet.predict import train_final
 
     cfg = build_config(config, model=model, model_args=parse_model_args(model_arg),
-                       epochs=epochs, device=device)
+                       epochs=epochs, device=device, ensemble=ensemble)
     seed = cfg.seeds[0] if seed is None else int(seed)
     fs = load_data(data, labels, skip_bad)
     console.print(f"{len(fs)} samples, {fs.samples['subject'].nunique()} subjects, classes "

@@ -44,6 +44,15 @@ def minmax(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(eps)
 
 
+def unit_range(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Per-image, per-channel division by the range (max - min): scale-free like
+    :func:`minmax`, but a signed-domain zero (no motion) stays zero. For an image of the
+    release (each channel min-max scaled to exactly [0, 1]) the range is already 1."""
+    flat = x.flatten(2)
+    rng = (flat.amax(dim=2) - flat.amin(dim=2))[..., None, None]
+    return x / rng.clamp_min(eps)
+
+
 def hflip(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Mirror left-right and negate u (signed domain). ``mask`` (B,) bool picks which samples."""
     flipped = x.flip(-1)

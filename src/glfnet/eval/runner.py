@@ -142,16 +142,18 @@ def run_fold(fs: FlowSet, fold: Fold, cfg: Config, seed: int, oracle: bool = Fal
     t0 = time.perf_counter()
     tr, te = fold.train_idx, fold.test_idx
     X_test = fs.X[te]
-    epoch_preds: list[list[int]] = []
+    db = fs.samples["database"].to_numpy().astype(str)
+    g_test = db[te]
+    epoch_probs: dict[int, np.ndarray] = {}
 
-    def observe(epoch, predict):  # oracle only: sees the test fold, cannot touch training
-        epoch_preds.append(predict(X_test).argmax(1).tolist())
+    def observe(epoch, predict, member):  # oracle only: sees the test fold, cannot touch training
+        epoch_probs[epoch] = epoch_probs.get(epoch, 0) + predict(X_test, groups=g_test)
 
     trained = train_fold(fs.X[tr], fs.y[tr], fs.samples["subject"].to_numpy()[tr], cfg,
                          len(fs.classes), fs.encoding, fold_seed(seed, fold.name),
-                         observer=observe if oracle else None, on_epoch=on_epoch)
-    probs = trained.predict_proba(X_test)
-    maps = explain(trained, X_test)
+                         observer=observe if oracle else None, on_epoch=on_epoch, groups=db[tr])
+    probs = trained.predict_proba(X_test, groups=g_test)
+    maps = explain(trained, X_test, g_test)
     rec = {
         "seed": seed, "fold": fold.name, "database": fold.database, "subject": fold.subject,
         "n_train": int(len(tr)),
@@ -164,7 +166,8 @@ def run_fold(fs: FlowSet, fold: Fold, cfg: Config, seed: int, oracle: bool = Fal
         "history": trained.history,
         "selected_epoch": trained.selected_epoch,
         "val_subjects": trained.val_subjects,
-        "oracle": {"epoch_preds": epoch_preds} if oracle else None,
+        "oracle": {"epoch_preds": [epoch_probs[e].argmax(1).tolist() for e in sorted(epoch_probs)]}
+        if oracle else None,
         "maps": maps,
         "seconds": time.perf_counter() - t0,
     }
@@ -172,17 +175,19 @@ def run_fold(fs: FlowSet, fold: Fold, cfg: Config, seed: int, oracle: bool = Fal
 
 
 @torch.no_grad()
-def explain(trained, X_test) -> dict | None:
+def explain(trained, X_test, groups=None) -> dict | None:
     """GLFNet's attention on the test samples, from the finished model (after training, so
     nothing flows back): the global attention map (N, h, w), the Local Block's region gates
     (N, 4: top-left, top-right, bottom-left, bottom-right) and the fusion's mean channel
     weight per branch (N, 2: global, local). None for models without these modules."""
-    model = trained.model
+    # an ensemble shows its first member's attention
+    model = trained.model.members[0] if hasattr(trained.model, "members") else trained.model
     if not hasattr(model, "set_keep_maps") or not len(X_test):
         return None
     model.set_keep_maps(True)
+    tta, trained.pipeline.tta = trained.pipeline.tta, False  # maps of the image as it is
     try:
-        trained.predict_proba(X_test, batch_size=len(X_test))
+        trained.predict_proba(X_test, batch_size=len(X_test), groups=groups)
         out = {}
         att = getattr(model, "global_attn", None)
         if getattr(att, "last_map", None) is not None:
@@ -196,6 +201,7 @@ def explain(trained, X_test) -> dict | None:
             out["fusion"] = np.round(np.stack([w[:, :c].mean(1), w[:, c:].mean(1)], 1), 5).tolist()
         return out or None
     finally:
+        trained.pipeline.tta = tta
         model.set_keep_maps(False)
 
 

@@ -102,11 +102,13 @@ class LocalBlock(nn.Module):
     merges them.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, region_gate: bool = True):
+    def __init__(self, in_ch: int, out_ch: int, region_gate: bool = True, stride: int = 2,
+                 halo: int = 0, block=BasicBlock):
         super().__init__()
-        self.regions = nn.ModuleList(BasicBlock(in_ch, out_ch) for _ in range(4))
+        self.halo = int(halo)
+        self.regions = nn.ModuleList(block(in_ch, out_ch) for _ in range(4))
         self.gates = nn.ModuleList(nn.Linear(out_ch, 1) for _ in range(4)) if region_gate else None
-        self.merge = BasicBlock(out_ch, out_ch, stride=2)
+        self.merge = block(out_ch, out_ch, stride=stride)
         self.keep_maps = False
         self.last_gates: torch.Tensor | None = None
 
@@ -115,9 +117,15 @@ class LocalBlock(nn.Module):
         if h % 2 or w % 2:
             raise ValueError(f"the Local Block splits the feature map into four equal regions and "
                              f"needs an even size, got {h}x{w}; change the input size")
-        h2, w2 = h // 2, w // 2
-        parts = [x[..., :h2, :w2], x[..., :h2, w2:], x[..., h2:, :w2], x[..., h2:, w2:]]
+        h2, w2, a = h // 2, w // 2, self.halo
+        # each region is read with ``halo`` pixels of its neighbours as context (the cut is
+        # then not a zero-padded border) and its block's output cropped back to the region
+        parts = [x[..., :h2 + a, :w2 + a], x[..., :h2 + a, w2 - a:],
+                 x[..., h2 - a:, :w2 + a], x[..., h2 - a:, w2 - a:]]
         outs = [block(p) for block, p in zip(self.regions, parts)]
+        if a:
+            outs = [outs[0][..., :h2, :w2], outs[1][..., :h2, a:], outs[2][..., a:, :w2],
+                    outs[3][..., a:, a:]]
         if self.gates is not None:
             g = torch.cat([torch.sigmoid(gate(o.mean(dim=(2, 3)))) for gate, o in zip(self.gates, outs)], 1)
             outs = [o * g[:, i, None, None, None] for i, o in enumerate(outs)]
@@ -176,14 +184,21 @@ class SumFusion(nn.Module):
 
 class GLFNet(nn.Module):
     """GLFNet. Switches for the paper's ablation: ``global_branch``, ``local_branch``,
-    ``fusion`` in {"aff", "concat", "sum"}; ``global_attn`` in {"nonlocal", "cbam", "none"}."""
+    ``fusion`` in {"aff", "concat", "sum"}; ``global_attn`` in {"nonlocal", "cbam", "none"}.
+
+    ``head``: ``"pool"`` (global average pooling, the paper's reading) or ``"flat"`` (the fused
+    map average-pooled to a ``head_grid`` x ``head_grid`` grid and flattened, so the classifier
+    knows *where* on the aligned face the motion is, as STSTNet's linear layer does);
+    ``img_size`` sets the flat head's width."""
 
     def __init__(self, num_classes: int = 3, in_chans: int = 3, stem_width: int = 64,
                  stem_stride: int = 2, stem_pool: bool = True, widths=(64, 128, 256),
                  strides=(1, 2, 2), branch_width: int = 512, global_attn: str = "nonlocal",
                  global_branch: bool = True, local_branch: bool = True, fusion: str = "aff",
                  region_gate: bool = True, drop_rate: float = 0.0, attn_reduction: int = 2,
-                 aff_reduction: int = 16):
+                 aff_reduction: int = 16, head: str = "pool", head_grid: int = 4,
+                 img_size: int = 224, stem: str = "resnet", stem_drop: float = 0.0,
+                 branch_stride: int = 2, region_halo: int = 0, branch_block: str = "basic"):
         super().__init__()
         if not (global_branch or local_branch):
             raise ValueError("GLFNet needs at least one of global_branch and local_branch")
@@ -191,32 +206,54 @@ class GLFNet(nn.Module):
             raise ValueError(f"fusion must be aff, concat or sum, not {fusion!r}")
         if global_attn not in ("nonlocal", "cbam", "none"):
             raise ValueError(f"global_attn must be nonlocal, cbam or none, not {global_attn!r}")
+        if head not in ("pool", "flat"):
+            raise ValueError(f"head must be pool or flat, not {head!r}")
         if len(widths) != len(strides):
             raise ValueError("widths and strides must have the same length")
         self.num_classes, self.num_features = num_classes, branch_width
-        stem = [conv_bn_act(in_chans, stem_width, 3, stem_stride)]
-        if stem_pool:
-            stem.append(nn.MaxPool2d(3, 2, 1))
-        self.stem = nn.Sequential(*stem)
+        if stem not in ("resnet", "shallow"):
+            raise ValueError(f"stem must be resnet or shallow, not {stem!r}")
+        if stem == "resnet":  # 3x3 conv (stride stem_stride) + BN + ReLU [+ 3x3/2 max-pool]
+            layers = [conv_bn_act(in_chans, stem_width, 3, stem_stride)]
+            if stem_pool:
+                layers.append(nn.MaxPool2d(3, 2, 1))
+        else:  # STSTNet's shallow stem: full-resolution 3x3 conv, ReLU, BN, 3x3/3 max-pool
+            layers = [nn.Conv2d(in_chans, stem_width, 3, 1, 1), nn.ReLU(inplace=True),
+                      nn.BatchNorm2d(stem_width), nn.MaxPool2d(3, 3, 1)]
+        if stem_drop:
+            layers.append(nn.Dropout(stem_drop))
+        self.stem = nn.Sequential(*layers)
         blocks, prev = [], stem_width
         for w, s in zip(widths, strides):
             blocks.append(BasicBlock(prev, w, s))
             prev = w
         self.trunk = nn.Sequential(*blocks)
         self.global_block = self.global_attn = self.local = self.fusion = None
+        if branch_block not in ("basic", "conv"):
+            raise ValueError(f"branch_block must be basic or conv, not {branch_block!r}")
+        # the branches' unit: a ResNet BasicBlock, or one 3x3 conv + BN + ReLU (lighter)
+        block = BasicBlock if branch_block == "basic" else (
+            lambda i, o, stride=1: conv_bn_act(i, o, 3, stride))
         if global_branch:
-            self.global_block = BasicBlock(prev, branch_width, stride=2)
+            self.global_block = block(prev, branch_width, stride=branch_stride)
             self.global_attn = {"nonlocal": lambda: GlobalAttention(branch_width, attn_reduction),
                                 "cbam": lambda: CBAMAttention(branch_width),
                                 "none": nn.Identity}[global_attn]()
         if local_branch:
-            self.local = LocalBlock(prev, branch_width, region_gate)
+            self.local = LocalBlock(prev, branch_width, region_gate, branch_stride, region_halo, block)
         if global_branch and local_branch:
             self.fusion = {"aff": lambda: AdaptiveFeatureFusion(2 * branch_width, branch_width, aff_reduction),
                            "concat": lambda: ConcatFusion(2 * branch_width, branch_width),
                            "sum": SumFusion}[fusion]()
+        self.head, self.head_grid = head, int(head_grid)
+        if head == "flat":  # keep where the motion is: the fused map's grid, flattened
+            with torch.no_grad():
+                side = self.eval().forward_features(torch.zeros(1, in_chans, img_size, img_size)).shape[-1]
+            self.head_grid = min(self.head_grid, side)
+            self.num_features = branch_width * self.head_grid ** 2
+            self.train()
         self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Linear(branch_width, num_classes)
+        self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
         if isinstance(self.global_attn, GlobalAttention):
             self.global_attn.reset_parameters_zero()
@@ -236,7 +273,10 @@ class GLFNet(nn.Module):
         return self.fusion(g, l)
 
     def forward_head(self, x, pre_logits: bool = False):
-        x = self.drop(x.mean(dim=(2, 3)))
+        if self.head == "flat":
+            x = self.drop(F.adaptive_avg_pool2d(x, self.head_grid).flatten(1))
+        else:
+            x = self.drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.fc(x)
 
     def forward(self, x):
@@ -246,6 +286,9 @@ class GLFNet(nn.Module):
 # Presets. `glfnet`: the paper-scale reading at 224x224 (about 26 M parameters).
 # `glfnet_s`: the same topology for 28-64 px inputs and CPU training; the quadrant split
 # happens on a 14x14 map at 28 px input (widths chosen on the SMIC development set, docs/model.md).
+# `glfnet_t`: the default. GLFNet's three modules on STSTNet's shallow stem (one full-resolution
+# conv, 3x3/3 max-pool: a 10x10 map at 28 px) with a position-keeping head; chosen on the
+# SMIC + CASME II development set (docs/training.md).
 
 @register_model("glfnet", input_size=224)
 def glfnet(**kwargs) -> GLFNet:
@@ -256,5 +299,14 @@ def glfnet(**kwargs) -> GLFNet:
 def glfnet_s(**kwargs) -> GLFNet:
     cfg = dict(stem_width=16, stem_stride=1, stem_pool=True, widths=(24,), strides=(1,),
                branch_width=32, attn_reduction=2, aff_reduction=4, drop_rate=0.2)
+    cfg.update(kwargs)
+    return GLFNet(**cfg)
+
+
+@register_model("glfnet_t", input_size=28)
+def glfnet_t(**kwargs) -> GLFNet:
+    cfg = dict(stem="shallow", stem_width=16, stem_drop=0.2, widths=(), strides=(),
+               branch_width=32, attn_reduction=2, aff_reduction=4, head="flat", head_grid=5,
+               drop_rate=0.5)
     cfg.update(kwargs)
     return GLFNet(**cfg)

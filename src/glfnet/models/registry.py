@@ -38,6 +38,8 @@ def _check(name: str) -> None:
 
 def create_model(name: str, num_classes: int = 3, in_chans: int = 3, **overrides):
     _check(name)
+    if "input_size" in _DEFAULTS[name]:  # the preset's input size unless told otherwise
+        overrides.setdefault("img_size", _DEFAULTS[name]["input_size"])
     try:
         return _REGISTRY[name](num_classes=num_classes, in_chans=in_chans, **overrides)
     except (TypeError, ValueError) as e:

@@ -25,6 +25,7 @@ from glfnet.config import Config
 from glfnet.data import transforms as T
 from glfnet.eval.metrics import scores
 from glfnet.models import create_model, model_defaults
+from glfnet.models.ensemble import Ensemble
 from glfnet.train.losses import build_loss
 
 
@@ -57,46 +58,84 @@ def fold_seed(seed: int, fold_name: str) -> int:
 class InputPipeline:
     """Stored inputs -> network inputs: signed domain -> (augment) -> encode -> standardise.
 
-    ``input_norm="minmax"`` re-encodes each image per channel to [0, 1] (the STSTNet release
-    encoding); ``"global"`` keeps raw magnitudes. Then per-channel mean/std, fitted on the
-    fold's training inputs only (:meth:`fit`), standardise.
+    ``input_norm="signed"`` (the default) scales each image's channels to unit range in the
+    signed domain, so zero motion stays at zero in every image; ``"minmax"`` re-encodes each
+    image per channel to [0, 1] after augmentation (the STSTNet release encoding: zero motion
+    lands at a different level in every image); ``"global"`` keeps raw magnitudes. Then
+    per-channel mean/std, fitted on the fold's training inputs only (:meth:`fit`),
+    standardise. With ``groups`` given to
+    :meth:`fit` (the database of each training sample: metadata, never a label) each database
+    seen in training gets its own mean/std; a sample of a database without statistics (or
+    given without one) uses the pooled ones.
     """
 
-    def __init__(self, encoding: str, input_norm: str, size: int, mean=None, std=None):
+    def __init__(self, encoding: str, input_norm: str, size: int, mean=None, std=None,
+                 tta: bool = False, group_stats: dict | None = None):
         self.encoding, self.input_norm, self.size = encoding, input_norm, int(size)
+        self.tta = bool(tta)  # predictions average the image and its mirror (flow-aware flip)
         self.mean = torch.zeros(3) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = torch.ones(3) if std is None else torch.as_tensor(std, dtype=torch.float32)
+        self.group_stats = {str(g): (torch.as_tensor(v["mean"], dtype=torch.float32),
+                                     torch.as_tensor(v["std"], dtype=torch.float32))
+                            for g, v in (group_stats or {}).items()}
 
     def _encode(self, x):
         return T.minmax(x) if self.input_norm == "minmax" else x
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Stored (N, 3, H, W) -> signed domain at the model's input size (no statistics)."""
-        return T.resize(T.to_centered(x, self.encoding), self.size, "raw")
+        x = T.resize(T.to_centered(x, self.encoding), self.size, "raw")
+        return T.unit_range(x) if self.input_norm == "signed" else x
 
-    def fit(self, x_signed: torch.Tensor) -> "InputPipeline":
+    @staticmethod
+    def _stats(enc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = enc.transpose(1, 0, 2, 3).reshape(3, -1)
+        return (torch.tensor(flat.mean(axis=1), dtype=torch.float32),
+                torch.tensor(flat.std(axis=1, ddof=1), dtype=torch.float32).clamp_min(1e-6))
+
+    def fit(self, x_signed: torch.Tensor, groups=None) -> "InputPipeline":
         # float64 numpy: exact enough that thread scheduling cannot change the result
-        enc = self._encode(x_signed).detach().cpu().double().numpy().transpose(1, 0, 2, 3).reshape(3, -1)
-        self.mean = torch.tensor(enc.mean(axis=1), dtype=torch.float32)
-        self.std = torch.tensor(enc.std(axis=1, ddof=1), dtype=torch.float32).clamp_min(1e-6)
+        enc = self._encode(x_signed).detach().cpu().double().numpy()
+        self.mean, self.std = self._stats(enc)
+        self.group_stats = {}
+        if groups is not None:
+            groups = np.asarray(groups).astype(str)
+            for g in np.unique(groups):
+                if (groups == g).sum() >= 2:
+                    self.group_stats[str(g)] = self._stats(enc[groups == g])
         return self
 
+    def _mean_std(self, n: int, groups, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N or 1, 3, 1, 1) mean and std for a batch of ``n`` samples of ``groups``."""
+        if not self.group_stats or groups is None:
+            return self.mean.to(device)[None, :, None, None], self.std.to(device)[None, :, None, None]
+        pairs = [self.group_stats.get(str(g), (self.mean, self.std)) for g in groups]
+        assert len(pairs) == n
+        m = torch.stack([p[0] for p in pairs]).to(device)[:, :, None, None]
+        s = torch.stack([p[1] for p in pairs]).to(device)[:, :, None, None]
+        return m, s
+
     def __call__(self, x_signed: torch.Tensor, augment: dict | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, groups=None) -> torch.Tensor:
         if augment:
             x_signed = T.random_augment(x_signed, generator, **augment)
         x = self._encode(x_signed)
-        m, s = self.mean.to(x.device)[:, None, None], self.std.to(x.device)[:, None, None]
+        m, s = self._mean_std(len(x), groups, x.device)
         # channels-last: about 1.35x faster convolutions on CPU (benchmarks/bench_loso.py)
         return ((x - m) / s).contiguous(memory_format=torch.channels_last)
 
     def state(self) -> dict:
-        return {"encoding": self.encoding, "input_norm": self.input_norm, "size": self.size,
-                "mean": self.mean.tolist(), "std": self.std.tolist()}
+        state = {"encoding": self.encoding, "input_norm": self.input_norm, "size": self.size,
+                 "mean": self.mean.tolist(), "std": self.std.tolist(), "tta": self.tta}
+        if self.group_stats:
+            state["group_stats"] = {g: {"mean": m.tolist(), "std": s.tolist()}
+                                    for g, (m, s) in sorted(self.group_stats.items())}
+        return state
 
     @classmethod
     def from_state(cls, state: dict) -> "InputPipeline":
-        return cls(state["encoding"], state["input_norm"], state["size"], state["mean"], state["std"])
+        return cls(state["encoding"], state["input_norm"], state["size"], state["mean"], state["std"],
+                   state.get("tta", False), state.get("group_stats"))
 
 
 @dataclass
@@ -104,35 +143,43 @@ class TrainedFold:
     model: torch.nn.Module
     pipeline: InputPipeline
     history: list[dict] = field(default_factory=list)
-    selected_epoch: int | None = None  # set when early stopping chose an epoch
+    selected_epoch: int | list | None = None  # set when early stopping chose an epoch (per member)
     val_subjects: list[str] = field(default_factory=list)
 
-    def predict_proba(self, X, batch_size: int = 256) -> np.ndarray:
-        return predict_proba(self.model, self.pipeline, X, batch_size)
+    def predict_proba(self, X, batch_size: int = 256, groups=None) -> np.ndarray:
+        return predict_proba(self.model, self.pipeline, X, batch_size, groups)
 
 
 def input_size(cfg: Config) -> int:
     return int(cfg.input_size or model_defaults(cfg.model)["input_size"])
 
 
-def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+def build_model(cfg: Config, num_classes: int, ensemble: int = 1) -> torch.nn.Module:
+    """The configured network at its input size; ``ensemble`` > 1 gives an :class:`Ensemble`
+    of that many (the shape a saved ensemble's weights load into)."""
     args = dict(cfg.model_args)
-    if cfg.model == "ststnet":
-        args.setdefault("img_size", input_size(cfg))
+    args.setdefault("img_size", input_size(cfg))
+    if ensemble > 1:
+        return Ensemble([create_model(cfg.model, num_classes=num_classes, **args) for _ in range(ensemble)])
     return create_model(cfg.model, num_classes=num_classes, **args)
 
 
 @torch.no_grad()
-def predict_proba(model, pipeline: InputPipeline, X, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, K); eval mode, no gradients, no random numbers."""
+def predict_proba(model, pipeline: InputPipeline, X, batch_size: int = 256, groups=None) -> np.ndarray:
+    """Class probabilities (N, K); eval mode, no gradients, no random numbers. ``groups``:
+    each sample's database, for a pipeline with per-database statistics."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     X = X if isinstance(X, torch.Tensor) else torch.tensor(np.asarray(X), dtype=torch.float32)
     out = []
     for i in range(0, len(X), batch_size):
-        x = pipeline(pipeline.prepare(X[i:i + batch_size].to(device)))
-        out.append(torch.softmax(model(x).float(), dim=1).cpu())
+        xs = pipeline.prepare(X[i:i + batch_size].to(device))
+        g = None if groups is None else groups[i:i + batch_size]
+        p = torch.softmax(model(pipeline(xs, groups=g)).float(), dim=1)
+        if pipeline.tta:  # test-time flip: mirror the face and negate u
+            p = (p + torch.softmax(model(pipeline(T.hflip(xs), groups=g)).float(), dim=1)) / 2
+        out.append(p.cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, model.num_classes), np.float32)
 
@@ -146,32 +193,69 @@ def _split_val_subjects(subjects: np.ndarray, frac: float, rng: np.random.Genera
     return np.array([s not in val for s in subjects]), sorted(val)
 
 
+def member_seed(seed: int, member: int) -> int:
+    """Seed of ensemble member ``member`` of a fold: member 0 keeps the fold's seed, so an
+    ensemble of one is exactly the single model."""
+    if member == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), 7919, int(member)]).generate_state(1)[0])
+
+
 def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, num_classes: int,
                encoding: str, seed: int, observer: Callable | None = None,
-               on_epoch: Callable | None = None) -> TrainedFold:
+               on_epoch: Callable | None = None, groups: np.ndarray | None = None) -> TrainedFold:
     """Train on (X, y) -- a fold's training samples and nothing else.
 
     ``subjects`` serve the inner validation split (``cfg.val_subjects > 0``): that fraction of
-    training subjects is held out of fitting and used to pick the epoch. ``observer(epoch,
-    predict)`` sees a frozen predictor after each epoch; ``on_epoch(record)`` gets the log row.
+    training subjects is held out of fitting and used to pick the epoch. With ``cfg.ensemble``
+    = K > 1, K members are trained on the same samples (same split, same normalisation),
+    differing in initialisation, batch order and augmentation; the fold's model is their
+    :class:`~glfnet.models.ensemble.Ensemble` (mean of the members' probabilities).
+    ``observer(epoch, predict, member)`` sees a frozen predictor ``predict(X, groups=None)``
+    of each member after each epoch; ``on_epoch(record)`` gets the log row. ``groups`` (the
+    database of each training sample) gives per-database input statistics when
+    ``cfg.db_norm``.
     """
     device = torch.device(cfg.device)
     rng = np.random.default_rng(seed)
     fit_mask, val_subjects = np.ones(len(y), bool), []
     if cfg.val_subjects > 0:
         fit_mask, val_subjects = _split_val_subjects(np.asarray(subjects), cfg.val_subjects, rng)
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
 
-    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg))
+    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg), tta=cfg.tta)
     Xs = pipeline.prepare(torch.tensor(np.asarray(X), dtype=torch.float32, device=device))
     y_t = torch.tensor(np.asarray(y), dtype=torch.long, device=device)
     fit_idx = np.flatnonzero(fit_mask)
     val_idx = np.flatnonzero(~fit_mask)
-    pipeline.fit(Xs[fit_idx])
+    groups = np.asarray(groups).astype(str) if cfg.db_norm and groups is not None else None
+    pipeline.fit(Xs[fit_idx], None if groups is None else groups[fit_idx])
     counts = np.bincount(np.asarray(y)[fit_idx], minlength=num_classes)
     loss_fn = build_loss(cfg, counts).to(device)
 
+    members, history, selected = [], [], []
+    for k in range(cfg.ensemble):
+        mseed = member_seed(seed, k)
+        model, hist, sel = _train_member(
+            Xs, y_t, X, np.asarray(y), groups, fit_idx, val_idx, pipeline, loss_fn, cfg, num_classes,
+            mseed, rng if k == 0 else np.random.default_rng(mseed), device,
+            None if observer is None else (lambda e, p, k=k: observer(e, p, k)),
+            on_epoch, k if cfg.ensemble > 1 else None)
+        history.extend(hist)
+        members.append(model)
+        selected.append(sel)
+    model = members[0] if cfg.ensemble == 1 else Ensemble(members).eval()
+    result = TrainedFold(model, pipeline, history, val_subjects=val_subjects)
+    if any(s is not None for s in selected):
+        result.selected_epoch = selected[0] if cfg.ensemble == 1 else selected
+    return result
+
+
+def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cfg: Config, num_classes,
+                  seed: int, rng: np.random.Generator, device, observer, on_epoch, member):
+    """One network on the fit samples: AdamW, warm-up + cosine, optional mixup and epoch
+    selection on the validation subjects. Returns (model, history, selected epoch)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     model = build_model(cfg, num_classes).to(device, memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             foreach=True)
@@ -183,8 +267,7 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
     augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
     amp = cfg.amp and device.type == "cuda"
 
-    result = TrainedFold(model, pipeline, val_subjects=val_subjects)
-    best = (-1.0, None)
+    history, best, selected = [], (-1.0, None), None
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         model.train()
@@ -192,9 +275,16 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
         # near-equal batches: never a 1-sample batch for BatchNorm
         total_loss, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         for b in np.array_split(order, n_batches):
-            xb = pipeline(Xs[b], augment, gen)
+            xb = pipeline(Xs[b], augment, gen, None if groups is None else groups[b])
+            yb = y_t[b]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                loss = loss_fn(model(xb), y_t[b])
+                if cfg.mixup > 0:
+                    lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                    perm = torch.from_numpy(rng.permutation(len(b))).to(device)
+                    logits = model(lam * xb + (1 - lam) * xb[perm])
+                    loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
+                else:
+                    loss = loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -204,17 +294,20 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
         record = {"epoch": epoch, "loss": float(total_loss) / max(seen, 1), "lr": opt.param_groups[0]["lr"],
                   "seconds": time.perf_counter() - t0}
         if len(val_idx):
-            pred = predict_proba(model, pipeline, X[val_idx]).argmax(1)
-            record["val_uf1"] = scores(np.asarray(y)[val_idx], pred, num_classes)["uf1"]
+            pred = predict_proba(model, pipeline, X[val_idx],
+                                 groups=None if groups is None else groups[val_idx]).argmax(1)
+            record["val_uf1"] = scores(y[val_idx], pred, num_classes)["uf1"]
             if record["val_uf1"] > best[0]:
                 best = (record["val_uf1"], copy.deepcopy(model.state_dict()))
-                result.selected_epoch = epoch
-        result.history.append(record)
+                selected = epoch
+        if member is not None:
+            record["member"] = member
+        history.append(record)
         if on_epoch:
             on_epoch(record)
         if observer is not None:
-            observer(epoch, lambda Xo: predict_proba(model, pipeline, Xo))
+            observer(epoch, lambda Xo, groups=None: predict_proba(model, pipeline, Xo, groups=groups))
     if best[1] is not None:
         model.load_state_dict(best[1])
     model.eval()
-    return result
+    return model, history, selected
