@@ -378,3 +378,27 @@ def test_unsupported_video(capsys, model_dir, tmp_path):
     bad.write_text("this is not a video\n" * 50)
     code, _, err = cli(capsys, "predict", "--model", model_dir, "--video", bad)
     assert code == 2 and "cannot read" in err and "clip.mp4" in err and "ffmpeg" in err
+
+
+def test_an_ensemble_model_directory_loads_and_predicts(cache_dir, tmp_path):
+    """`glfnet train --ensemble 2` writes one model directory holding both networks; loading it
+    rebuilds the ensemble, and its prediction is the mean of its members'."""
+    import torch
+
+    from glfnet import Recognizer
+    from glfnet.data import cache
+
+    (tmp_path / "fast.yaml").write_text("epochs: 2\n")
+    _quiet_main("train", cache_dir, "--out", tmp_path / "m", "--config", tmp_path / "fast.yaml",
+                "--ensemble", "2", "--quiet")
+    r = Recognizer.load(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["ensemble"] == 2
+    assert len(r.model.members) == 2
+    m = cache.read_manifest(cache_dir)
+    flow = cache.load_flow(cache_dir / m["file"].iloc[0])
+    p = r.predict_flow(flow)
+    X = torch.tensor(r.encode(flow[None]))
+    with torch.no_grad():
+        xs = r.pipeline(r.pipeline.prepare(X))
+        members = [torch.softmax(net(xs), 1)[0].numpy() for net in r.model.members]
+    np.testing.assert_allclose(p, np.mean(members, axis=0), atol=1e-5)

@@ -110,7 +110,8 @@ def per_subject_png(table, display_names: dict | None = None) -> bytes:
 # --------------------------------------------------------------------------- training loss
 
 def loss_curves_png(log, fold_database: dict, display_names: dict | None = None) -> bytes:
-    """Training loss per epoch, one panel per database: a thin grey line per (seed, fold),
+    """Training loss per epoch, one panel per database: a thin grey line per (seed, fold[,
+    ensemble member]),
     the panel's mean as a thick black line with markers."""
     from matplotlib.ticker import MaxNLocator
 
@@ -123,7 +124,8 @@ def loss_curves_png(log, fold_database: dict, display_names: dict | None = None)
     axes = fig.subplots(1, len(dbs), squeeze=False, sharey=True)[0]
     for k, (ax, db) in enumerate(zip(axes, dbs)):
         part = log[log["database"] == db]
-        for _, run in part.groupby(["seed", "fold"], sort=False):
+        keys = ["seed", "fold"] + (["member"] if "member" in part else [])  # ensemble members
+        for _, run in part.groupby(keys, sort=False, dropna=False):
             ax.plot(run["epoch"], run["loss"], color="0.6", linewidth=0.7,
                     marker="." if len(run) < 3 else None)
         mean = part.groupby("epoch")["loss"].mean()
