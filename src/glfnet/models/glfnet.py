@@ -98,8 +98,10 @@ class LocalBlock(nn.Module):
     two eye and two mouth regions of an aligned face); each passes through its own BasicBlock
     (weights not shared). A per-region gate (sigmoid of a linear read of the region's pooled
     features) emphasises salient regions and suppresses the rest; ``last_gates`` (B, 4) keeps
-    it when ``keep_maps``. The regions are put back in place and a shared stride-2 BasicBlock
-    merges them.
+    it when ``keep_maps``. The regions are put back in place and a shared BasicBlock (stride
+    ``stride``) merges them. ``halo`` > 0 reads each region with that many pixels of its
+    neighbours as context and crops the block's output back to the region (the outputs stay
+    non-overlapping); ``block`` builds the per-region and merge units.
     """
 
     def __init__(self, in_ch: int, out_ch: int, region_gate: bool = True, stride: int = 2,
@@ -189,7 +191,11 @@ class GLFNet(nn.Module):
     ``head``: ``"pool"`` (global average pooling, the paper's reading) or ``"flat"`` (the fused
     map average-pooled to a ``head_grid`` x ``head_grid`` grid and flattened, so the classifier
     knows *where* on the aligned face the motion is, as STSTNet's linear layer does);
-    ``img_size`` sets the flat head's width."""
+    ``img_size`` sets the flat head's width. ``stem``: ``"resnet"`` (conv + BN + ReLU [+
+    max-pool]) or ``"shallow"`` (STSTNet's full-resolution conv and 3x3/3 max-pool);
+    ``stem_drop`` dropout after it. ``branch_block``: ``"basic"`` (BasicBlocks) or ``"conv"``
+    (one conv each); ``branch_stride`` of the global block and the Local Block's merge;
+    ``region_halo``: see :class:`LocalBlock`."""
 
     def __init__(self, num_classes: int = 3, in_chans: int = 3, stem_width: int = 64,
                  stem_stride: int = 2, stem_pool: bool = True, widths=(64, 128, 256),
