@@ -104,3 +104,16 @@ def test_mixup_changes_training_and_stays_deterministic():
 def test_lever_options_are_validated(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         build_config(**bad)
+
+
+def test_branch_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    a = glfnet.create_model("glfnet_t")
+    torch.manual_seed(0)
+    b = glfnet.create_model("glfnet_t", branch_drop=0.3)
+    b.load_state_dict(a.state_dict())  # no new parameters
+    x = torch.randn(4, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(a.eval()(x), b.eval()(x))
+        a.train(), b.train()
+        assert not torch.allclose(a.forward_features(x), b.forward_features(x))

@@ -195,7 +195,8 @@ class GLFNet(nn.Module):
     max-pool]) or ``"shallow"`` (STSTNet's full-resolution conv and 3x3/3 max-pool);
     ``stem_drop`` dropout after it. ``branch_block``: ``"basic"`` (BasicBlocks) or ``"conv"``
     (one conv each); ``branch_stride`` of the global block and the Local Block's merge;
-    ``region_halo``: see :class:`LocalBlock`."""
+    ``region_halo``: see :class:`LocalBlock`; ``branch_drop``: channel dropout on each branch
+    before the fusion."""
 
     def __init__(self, num_classes: int = 3, in_chans: int = 3, stem_width: int = 64,
                  stem_stride: int = 2, stem_pool: bool = True, widths=(64, 128, 256),
@@ -204,7 +205,8 @@ class GLFNet(nn.Module):
                  region_gate: bool = True, drop_rate: float = 0.0, attn_reduction: int = 2,
                  aff_reduction: int = 16, head: str = "pool", head_grid: int = 4,
                  img_size: int = 224, stem: str = "resnet", stem_drop: float = 0.0,
-                 branch_stride: int = 2, region_halo: int = 0, branch_block: str = "basic"):
+                 branch_stride: int = 2, region_halo: int = 0, branch_block: str = "basic",
+                 branch_drop: float = 0.0):
         super().__init__()
         if not (global_branch or local_branch):
             raise ValueError("GLFNet needs at least one of global_branch and local_branch")
@@ -251,6 +253,7 @@ class GLFNet(nn.Module):
             self.fusion = {"aff": lambda: AdaptiveFeatureFusion(2 * branch_width, branch_width, aff_reduction),
                            "concat": lambda: ConcatFusion(2 * branch_width, branch_width),
                            "sum": SumFusion}[fusion]()
+        self.branch_drop = nn.Dropout2d(branch_drop) if branch_drop else nn.Identity()
         self.head, self.head_grid = head, int(head_grid)
         if head == "flat":  # keep where the motion is: the fused map's grid, flattened
             with torch.no_grad():
@@ -276,7 +279,7 @@ class GLFNet(nn.Module):
         l = self.local(x) if self.local is not None else None
         if g is None or l is None:
             return g if l is None else l
-        return self.fusion(g, l)
+        return self.fusion(self.branch_drop(g), self.branch_drop(l))
 
     def forward_head(self, x, pre_logits: bool = False):
         if self.head == "flat":
