@@ -3,9 +3,9 @@
 Builds a synthetic 442-sample, 68-subject, 28x28 flow set with the MEGC2019 composite's
 class and subject structure (glfnet.data.synthflow), then prints
 
-* training samples/s of the default GLFNet preset, glfnet_s and ststnet in one single-threaded fold worker (median of
-  repeated timed epochs, the default batch size and augmentation, i.e. exactly what a LOSO
-  fold runs), and for two such workers at once;
+* training samples/s of the default GLFNet preset, glfnet_s and ststnet in one
+  single-threaded fold worker (median of repeated timed epochs, the default batch size and
+  augmentation, i.e. exactly what a LOSO fold runs), and for two such workers at once;
 * the wall time of one full LOSO seed (68 folds) with the defaults (one worker per core).
 
 Target (issues 2 and 9): the default LOSO of the composite in <= 15 minutes per seed on a

@@ -82,7 +82,8 @@ def ablate(
 
     Variants: full, no-local (no Local Block), no-global (no global branch), concat (concat
     fusion instead of AFF), sum (summed branches instead of AFF), ce-loss (cross-entropy
-    instead of class-balanced), ststnet (the baseline, same training). Each goes to OUT/<variant>/ with its report; OUT/comparison.md compares them.
+    instead of class-balanced), ststnet (the baseline, same training). Each goes to
+    OUT/<variant>/ with its report; OUT/comparison.md compares them.
     """
     from glfnet.cli.loso_cmd import load_data, run_with_progress, write_report
     from glfnet.config import build_config

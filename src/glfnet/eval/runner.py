@@ -185,9 +185,8 @@ def explain(trained, X_test, groups=None) -> dict | None:
     if not hasattr(model, "set_keep_maps") or not len(X_test):
         return None
     model.set_keep_maps(True)
-    tta, trained.pipeline.tta = trained.pipeline.tta, False  # maps of the image as it is
-    try:
-        trained.predict_proba(X_test, batch_size=len(X_test), groups=groups)
+    try:  # without test-time flip: the maps of the image as it is
+        trained.predict_proba(X_test, batch_size=len(X_test), groups=groups, tta=False)
         out = {}
         att = getattr(model, "global_attn", None)
         if getattr(att, "last_map", None) is not None:
@@ -201,7 +200,6 @@ def explain(trained, X_test, groups=None) -> dict | None:
             out["fusion"] = np.round(np.stack([w[:, :c].mean(1), w[:, c:].mean(1)], 1), 5).tolist()
         return out or None
     finally:
-        trained.pipeline.tta = tta
         model.set_keep_maps(False)
 
 

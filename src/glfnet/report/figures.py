@@ -110,9 +110,9 @@ def per_subject_png(table, display_names: dict | None = None) -> bytes:
 # --------------------------------------------------------------------------- training loss
 
 def loss_curves_png(log, fold_database: dict, display_names: dict | None = None) -> bytes:
-    """Training loss per epoch, one panel per database: a thin grey line per (seed, fold[,
-    ensemble member]),
-    the panel's mean as a thick black line with markers."""
+    """Training loss per epoch, one panel per database: a thin grey line per (seed, fold) or,
+    for ensembles, per (seed, fold, member); the panel's mean as a thick black line with
+    markers."""
     from matplotlib.ticker import MaxNLocator
 
     display_names = display_names or {}

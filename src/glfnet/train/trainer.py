@@ -144,8 +144,8 @@ class TrainedFold:
     selected_epoch: int | list | None = None  # set when early stopping chose an epoch (per member)
     val_subjects: list[str] = field(default_factory=list)
 
-    def predict_proba(self, X, batch_size: int = 256, groups=None) -> np.ndarray:
-        return predict_proba(self.model, self.pipeline, X, batch_size, groups)
+    def predict_proba(self, X, batch_size: int = 256, groups=None, tta: bool | None = None) -> np.ndarray:
+        return predict_proba(self.model, self.pipeline, X, batch_size, groups, tta)
 
 
 def input_size(cfg: Config) -> int:
@@ -163,9 +163,12 @@ def build_model(cfg: Config, num_classes: int, ensemble: int = 1) -> torch.nn.Mo
 
 
 @torch.no_grad()
-def predict_proba(model, pipeline: InputPipeline, X, batch_size: int = 256, groups=None) -> np.ndarray:
+def predict_proba(model, pipeline: InputPipeline, X, batch_size: int = 256, groups=None,
+                  tta: bool | None = None) -> np.ndarray:
     """Class probabilities (N, K); eval mode, no gradients, no random numbers. ``groups``:
-    each sample's database, for a pipeline with per-database statistics."""
+    each sample's database, for a pipeline with per-database statistics; ``tta`` overrides
+    the pipeline's test-time flip (None: as the pipeline says)."""
+    tta = pipeline.tta if tta is None else tta
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -175,7 +178,7 @@ def predict_proba(model, pipeline: InputPipeline, X, batch_size: int = 256, grou
         xs = pipeline.prepare(X[i:i + batch_size].to(device))
         g = None if groups is None else groups[i:i + batch_size]
         p = torch.softmax(model(pipeline(xs, groups=g)).float(), dim=1)
-        if pipeline.tta:  # test-time flip: mirror the face and negate u
+        if tta:  # test-time flip: mirror the face and negate u
             p = (p + torch.softmax(model(pipeline(T.hflip(xs), groups=g)).float(), dim=1)) / 2
         out.append(p.cpu())
     model.train(was_training)
