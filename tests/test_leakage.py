@@ -44,9 +44,11 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
 
 @pytest.mark.parametrize("cfg", [CFG, CFG.replace(val_subjects=0.3, epochs=4), CFG.replace(oracle=True),
                                  CFG.replace(ensemble=2, oracle=True), CFG.replace(tta=True),
-                                 CFG.replace(mixup=0.4), CFG.replace(db_norm=True, oracle=True)],
+                                 CFG.replace(mixup=0.4), CFG.replace(db_norm=True, oracle=True),
+                                 CFG.replace(epochs=3, swa_epochs=2)],
                          ids=["fixed-epochs", "early-stopping", "oracle-observer", "ensemble",
-                              "flip-tta", "mixup", "per-database-statistics"])
+                              "flip-tta", "mixup", "per-database-statistics",
+                              "weight-averaging"])
 def test_test_subject_cannot_influence_training(tiny_set, cfg):
     _check_tamper(tiny_set, cfg)
 

@@ -117,3 +117,52 @@ def test_branch_dropout_acts_in_training_only():
         assert torch.allclose(a.eval()(x), b.eval()(x))
         a.train(), b.train()
         assert not torch.allclose(a.forward_features(x), b.forward_features(x))
+
+
+def test_gated_fusion_chooses_between_the_branches():
+    from glfnet.models.glfnet import GatedFusion
+
+    fuse = GatedFusion(16).eval()
+    fuse.keep_maps = True
+    g, l = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
+    with torch.no_grad():
+        out = fuse(g, l)
+        m = torch.sigmoid(fuse.pooled(g.add(l).mean((2, 3), keepdim=True)) + fuse.point(g + l))
+    assert torch.allclose(out, m * l + (1 - m) * g, atol=1e-6)
+    w = fuse.last_weights
+    assert w.shape == (2, 32) and torch.allclose(w[:, :16] + w[:, 16:], torch.ones(2, 16))
+    net = glfnet.create_model("glfnet_t", fusion="gate")
+    assert isinstance(net.fusion, GatedFusion) and net(torch.randn(2, 3, 28, 28)).shape == (2, 3)
+
+
+def test_weight_averaging_tail_holds_the_rate_and_averages_the_last_epochs():
+    from glfnet.train.trainer import lr_schedule
+
+    plain = lr_schedule(Config(epochs=10, warmup_epochs=2), 4)
+    swa = lr_schedule(Config(epochs=10, warmup_epochs=2, swa_epochs=3, swa_lr=0.2), 4)
+    assert plain(39) < 0.01 and plain(8) == pytest.approx(1.0)
+    assert swa(8) == pytest.approx(1.0) and [swa(s) for s in range(28, 40)] == [0.2] * 12
+    assert swa(27) > 0.2  # the cosine reaches the tail's rate at its start
+    X, y, s = _data()
+    fold = train_fold(X, y, s, FAST.replace(epochs=3, swa_epochs=2), 3, "minmax", seed=0)
+    assert [round(h["lr"] / FAST.lr, 6) for h in fold.history][1:] == [0.25, 0.25]
+    assert np.allclose(fold.predict_proba(X).sum(1), 1, atol=1e-5)
+    with pytest.raises(ConfigError, match="swa_epochs"):
+        build_config(epochs=5, swa_epochs=5)
+    with pytest.raises(ConfigError, match="val_subjects"):
+        build_config(swa_epochs=2, val_subjects=0.2)
+
+
+def test_refreshed_batchnorm_statistics_are_those_of_the_data():
+    from glfnet.train.trainer import refresh_batchnorm
+
+    net = glfnet.create_model("ststnet")
+    pipe = InputPipeline("minmax", "signed", 28)
+    xs = pipe.prepare(torch.rand(48, 3, 28, 28))
+    pipe.fit(xs)
+    refresh_batchnorm(net, pipe, xs, 16)
+    conv, relu, bn = net.streams[0][:3]
+    with torch.no_grad():
+        act = relu(conv(pipe(xs)))
+    assert bn.num_batches_tracked == 3 and bn.momentum == 0.1  # momentum restored
+    assert torch.allclose(bn.running_mean, act.mean((0, 2, 3)), atol=1e-5)

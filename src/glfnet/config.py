@@ -50,6 +50,8 @@ class Config:
     ensemble: int = 1  # networks per fold, probabilities averaged (seed ensemble)
     tta: bool = False  # test-time flip: average the prediction of the image and its mirror
     db_norm: bool = False  # per-database input statistics (database = metadata, not a label)
+    swa_epochs: int = 0  # >0: the last N epochs at a constant learning rate, weights averaged
+    swa_lr: float = 0.25  # that constant rate, as a fraction of lr
     # model selection (never on the test subject)
     val_subjects: float = 0.0  # >0: early stopping on this fraction of *training* subjects
     # run
@@ -88,6 +90,14 @@ class Config:
                 raise ConfigError(f"{name} must be at least {lo}, got {getattr(self, name)}")
         if int(self.ensemble) < 1:
             raise ConfigError(f"ensemble must be at least 1 (networks per fold), got {self.ensemble}")
+        if not 0 <= int(self.swa_epochs) < int(self.epochs):
+            raise ConfigError(f"swa_epochs must be 0 (off) or fewer than epochs ({self.epochs}), "
+                              f"got {self.swa_epochs}")
+        if self.swa_epochs and self.val_subjects > 0:
+            raise ConfigError("swa_epochs averages the last epochs' weights and val_subjects picks one "
+                              "epoch: use one of them")
+        if not 0 < self.swa_lr <= 1:
+            raise ConfigError(f"swa_lr is a fraction of lr in (0, 1], got {self.swa_lr}")
         if self.mixup < 0:
             raise ConfigError(f"mixup is a Beta(a, a) parameter, 0 (off) or more, got {self.mixup}")
         if not 0 < self.cb_beta < 1:

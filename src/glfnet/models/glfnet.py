@@ -166,6 +166,36 @@ class AdaptiveFeatureFusion(nn.Module):
         return self.out(w_avg * x + w_max * x)
 
 
+class GatedFusion(nn.Module):
+    """AFF read as Dai et al.'s attentional feature fusion (WACV 2021): a multi-scale channel
+    attention M (a pooled, image-wide term plus a per-position term, both 1x1-conv MLPs) on
+    ``g + l`` chooses, channel by channel and position by position, between the branches:
+    ``M * l + (1 - M) * g``. A soft selection: the network can keep the local branch where the
+    global one does not help, which the concatenating AFF cannot do without relearning a
+    projection. ``last_weights`` (B, 2C) keeps the shares averaged over positions, global
+    first, as :class:`AdaptiveFeatureFusion` does."""
+
+    def __init__(self, ch: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(ch // reduction, 8)
+
+        def mlp():
+            return nn.Sequential(nn.Conv2d(ch, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
+                                 nn.ReLU(inplace=True), nn.Conv2d(hidden, ch, 1, bias=False),
+                                 nn.BatchNorm2d(ch))
+        self.pooled, self.point = mlp(), mlp()
+        self.keep_maps = False
+        self.last_weights: torch.Tensor | None = None
+
+    def forward(self, g, l):
+        s = g + l
+        m = torch.sigmoid(self.pooled(F.adaptive_avg_pool2d(s, 1)) + self.point(s))
+        if self.keep_maps:
+            share = m.mean(dim=(2, 3)).detach()
+            self.last_weights = torch.cat([1 - share, share], dim=1)
+        return m * l + (1 - m) * g
+
+
 class ConcatFusion(nn.Module):
     """Ablation: plain concatenation and a 1x1 conv, no channel attention."""
 
@@ -210,8 +240,8 @@ class GLFNet(nn.Module):
         super().__init__()
         if not (global_branch or local_branch):
             raise ValueError("GLFNet needs at least one of global_branch and local_branch")
-        if fusion not in ("aff", "concat", "sum"):
-            raise ValueError(f"fusion must be aff, concat or sum, not {fusion!r}")
+        if fusion not in ("aff", "gate", "concat", "sum"):
+            raise ValueError(f"fusion must be aff, gate, concat or sum, not {fusion!r}")
         if global_attn not in ("nonlocal", "cbam", "none"):
             raise ValueError(f"global_attn must be nonlocal, cbam or none, not {global_attn!r}")
         if head not in ("pool", "flat"):
@@ -251,6 +281,7 @@ class GLFNet(nn.Module):
             self.local = LocalBlock(prev, branch_width, region_gate, branch_stride, region_halo, block)
         if global_branch and local_branch:
             self.fusion = {"aff": lambda: AdaptiveFeatureFusion(2 * branch_width, branch_width, aff_reduction),
+                           "gate": lambda: GatedFusion(branch_width, aff_reduction),
                            "concat": lambda: ConcatFusion(2 * branch_width, branch_width),
                            "sum": SumFusion}[fusion]()
         self.branch_drop = nn.Dropout2d(branch_drop) if branch_drop else nn.Identity()

@@ -261,10 +261,9 @@ def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cf
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                             foreach=True)
     n_batches = max(1, math.ceil(len(fit_idx) / cfg.batch_size))
-    total = cfg.epochs * n_batches
-    warm = min(cfg.warmup_epochs * n_batches, total - 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / (warm + 1) if s < warm else
-                                              0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, n_batches))
+    swa_from = cfg.epochs - cfg.swa_epochs + 1  # first epoch whose weights are averaged
+    swa = torch.optim.swa_utils.AveragedModel(model) if cfg.swa_epochs else None
     augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
     amp = cfg.amp and device.type == "cuda"
 
@@ -301,6 +300,8 @@ def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cf
             if record["val_uf1"] > best[0]:
                 best = (record["val_uf1"], copy.deepcopy(model.state_dict()))
                 selected = epoch
+        if swa is not None and epoch >= swa_from:
+            swa.update_parameters(model)
         if member is not None:
             record["member"] = member
         history.append(record)
@@ -310,5 +311,45 @@ def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cf
             observer(epoch, lambda Xo, groups=None: predict_proba(model, pipeline, Xo, groups=groups))
     if best[1] is not None:
         model.load_state_dict(best[1])
+    if swa is not None:  # the averaged weights, with BatchNorm statistics recomputed for them
+        model.load_state_dict(swa.module.state_dict())
+        refresh_batchnorm(model, pipeline, Xs[fit_idx], cfg.batch_size,
+                          None if groups is None else groups[fit_idx])
     model.eval()
     return model, history, selected
+
+
+def lr_schedule(cfg: Config, n_batches: int) -> Callable[[int], float]:
+    """Learning-rate factor per optimiser step: linear warm-up, then a cosine to 0; with
+    ``swa_epochs`` the cosine ends at ``swa_lr`` where the constant averaging tail starts."""
+    total = (cfg.epochs - cfg.swa_epochs) * n_batches
+    warm = min(cfg.warmup_epochs * n_batches, total - 1)
+    floor = cfg.swa_lr if cfg.swa_epochs else 0.0
+
+    def factor(s: int) -> float:
+        if s < warm:
+            return (s + 1) / (warm + 1)
+        if s >= total:
+            return floor
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+    return factor
+
+
+@torch.no_grad()
+def refresh_batchnorm(model: torch.nn.Module, pipeline: InputPipeline, Xs: torch.Tensor,
+                      batch_size: int, groups=None) -> None:
+    """Recompute BatchNorm running statistics with one pass over (training) inputs, without
+    augmentation: averaged weights need statistics of their own."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    moments = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    model.train()
+    for i in range(0, len(Xs), batch_size):
+        g = None if groups is None else groups[i:i + batch_size]
+        model(pipeline(Xs[i:i + batch_size], groups=g))
+    for m, mom in zip(bns, moments):
+        m.momentum = mom
