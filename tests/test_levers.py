@@ -10,7 +10,9 @@ from glfnet.config import Config, build_config
 from glfnet.data import transforms as T
 from glfnet.errors import ConfigError
 from glfnet.models.ensemble import Ensemble
-from glfnet.train.trainer import InputPipeline, predict_proba, train_fold
+from glfnet.data.pipeline import InputPipeline
+from glfnet.models.inference import predict_proba
+from glfnet.train.trainer import train_fold
 
 FAST = Config(epochs=2, batch_size=16)
 

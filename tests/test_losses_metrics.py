@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 from glfnet.config import Config
-from glfnet.eval.metrics import scores
+from glfnet.metrics import scores
 from glfnet.train.losses import ClassBalancedLoss, build_loss, class_balanced_weights
 
 

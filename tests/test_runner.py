@@ -155,7 +155,9 @@ def test_lodo(tiny_set, tmp_path):
 
 
 def test_checkpoints_reproduce_fold_predictions(tiny_set, tmp_path):
-    from glfnet.train.trainer import InputPipeline, build_model, predict_proba
+    from glfnet.data.pipeline import InputPipeline
+    from glfnet.models.inference import predict_proba
+    from glfnet.train.trainer import build_model
 
     cfg = FAST.replace(model="glfnet_s", save_checkpoints=True, epochs=1)
     runner.run_protocol(tiny_set, cfg, tmp_path / "ck")

@@ -8,7 +8,7 @@ Layout: ``data`` (flow sets, raw readers, protocols) -> ``preprocess`` (face, fl
 -> ``models`` -> ``train`` -> ``eval`` -> ``report`` -> ``cli``.
 """
 
-__version__ = "0.1.0"
+from glfnet._version import __version__
 
 
 def create_model(name: str, num_classes: int = 3, in_chans: int = 3, **overrides):

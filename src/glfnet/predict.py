@@ -115,7 +115,7 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
     weights = out / WEIGHTS_FILE
     checkpoint.save(weights, trained.model, {"model_id": model_id, "classes": list(flowset.classes),
                                              "model": cfg.model, "purpose": "use"})
-    import glfnet
+    from glfnet._version import __version__
 
     config = {
         "format": MODEL_FORMAT,
@@ -141,7 +141,7 @@ def train_final(flowset, cfg, out_dir, seed: int = 0, *, overwrite: bool = False
                                flowset.samples["database"].value_counts().sort_index().items()},
                  "image_shape": list(flowset.image_shape),
                  "excluded": [str(p) for p in flowset.problems]},
-        "versions": {"glfnet": glfnet.__version__, "torch": torch.__version__,
+        "versions": {"glfnet": __version__, "torch": torch.__version__,
                      "numpy": np.__version__, "opencv": _cv2_version(),
                      "python": platform.python_version()},
         "weights": {"file": WEIGHTS_FILE, "sha256": _sha256(weights),
@@ -237,7 +237,8 @@ class Recognizer:
 
         from glfnet import checkpoint
         from glfnet.config import Config
-        from glfnet.train.trainer import InputPipeline, build_model
+        from glfnet.data.pipeline import InputPipeline
+        from glfnet.train.trainer import build_model
 
         d = Path(model_dir).expanduser()
         redo = "Re-create it with `glfnet train DATA --out DIR`."
@@ -321,7 +322,7 @@ class Recognizer:
 
     def predict_flow(self, flow: np.ndarray) -> np.ndarray:
         """Class probabilities (N, K) of raw flows (N, 3, H, W) or one (3, H, W) -> (K,)."""
-        from glfnet.train.trainer import predict_proba
+        from glfnet.models.inference import predict_proba
 
         x = np.asarray(flow, dtype=np.float32)
         single = x.ndim == 3

@@ -13,6 +13,28 @@ MODEL_HELP = ("glfnet_t (default: GLFNet on STSTNet's shallow stem, 28 px, CPU) 
               "(ResNet-style trunk, 28 px) | glfnet (paper scale, 224 px) | ststnet (baseline).")
 
 
+# Library errors name parameters as a Python caller passes them, in backticks (`labels`,
+# `out`, `seeds`); this table, the one place that knows the command line, turns them into the
+# flags a shell user typed. Names not in it (file columns, config keys) are left as written.
+FLAGS = {
+    "labels": "--labels", "out": "--out", "seeds": "--seeds", "crop": "--crop", "onset": "--onset",
+    "apex": "--apex", "offset": "--offset", "model": "--model", "model_dir": "--model/-m",
+    "config": "--config", "epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr",
+    "protocol": "--protocol", "loss": "--loss", "device": "--device", "jobs": "--jobs",
+    "ensemble": "--ensemble", "tta": "--tta", "oracle": "--oracle", "input_size": "--input-size",
+    "model_args": "--model-arg", "fold_batch": "--fold-batch", "backend": "--backend",
+    "dataset": "--dataset", "size": "--size", "flow": "--flow", "align": "--align",
+    "variants": "--variants", "force": "--force", "fps": "--fps",
+}
+
+
+def flagify(message: str) -> str:
+    """A library message for a command-line user: `param` -> --flag (see FLAGS)."""
+    import re
+
+    return re.sub(r"`([a-z_]+)`", lambda m: FLAGS.get(m.group(1), m.group(0)), message)
+
+
 def warn(message: str) -> None:
     from rich.markup import escape
 

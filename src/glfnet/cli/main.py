@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from glfnet import __version__
+from glfnet._version import __version__
 from glfnet.cli import common
 
 app = typer.Typer(
@@ -58,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="glfnet")
     except GlfnetError as e:
-        common.err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", markup=True)
+        common.err_console.print(f"[bold red]error:[/bold red] {escape(common.flagify(str(e)))}",
+                                 markup=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         common.err_console.print("interrupted. Run the same command again to resume: finished "

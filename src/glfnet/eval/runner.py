@@ -31,11 +31,12 @@ import pandas as pd
 import torch
 import yaml
 
-from glfnet import __version__, checkpoint, io
+from glfnet import checkpoint, io
+from glfnet._version import __version__
 from glfnet.config import Config, dump_yaml
 from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError
-from glfnet.eval.metrics import scores
+from glfnet.metrics import scores
 from glfnet.eval.splits import Fold, make_folds
 from glfnet.train.trainer import determinism, fold_seed, train_fold
 

@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from glfnet import __version__, io
+from glfnet import io
+from glfnet._version import __version__
 from glfnet.data import cache
 from glfnet.data.readers.base import RawSample
 from glfnet.errors import ConfigError
