@@ -44,10 +44,11 @@ def loso_runs(fs, root: Path) -> None:
     from glfnet.config import Config
     from glfnet.eval.runner import run_protocol
 
-    runs = {"cpu": Config(seeds=[0], report=False),
-            "cuda fp32": Config(seeds=[0], device="cuda", report=False),
-            "cuda bf16": Config(seeds=[0], device="cuda", amp=True, oracle=True,
-                                save_checkpoints=True)}
+    runs = {
+        "cpu": Config(seeds=[0], report=False),
+        "cuda fp32": Config(seeds=[0], device="cuda", report=False),
+        "cuda bf16": Config(seeds=[0], device="cuda", amp=True, oracle=True, save_checkpoints=True),
+    }
     preds = {}
     for name, cfg in runs.items():
         out = root / name.replace(" ", "-")
@@ -56,7 +57,7 @@ def loso_runs(fs, root: Path) -> None:
         wall = time.perf_counter() - t
         p = pd.read_csv(out / "predictions.csv", dtype=str)
         preds[name] = p.set_index("sample_id")["prediction"]
-        h = m["honest"]["full"]
+        h = m.honest["full"]
         extra = ""
         if cfg.oracle:
             from glfnet.report.build import build_report
@@ -64,25 +65,30 @@ def loso_runs(fs, root: Path) -> None:
             build_report(out)
             files = sorted(x.name for x in out.iterdir())
             n_ckpt = len(list(out.rglob("*.safetensors")))
-            extra = (f"; oracle UF1 {m['oracle']['full']['uf1']:.3f}; {n_ckpt} checkpoints; "
-                     f"files {files}")
+            extra = f"; oracle UF1 {m.oracle['full'].uf1:.3f}; {n_ckpt} checkpoints; files {files}"
         agree = (preds[name] == preds["cpu"].reindex(preds[name].index)).mean()
-        print(f"LOSO {name:9s}: {m['n_folds']} folds, UF1 {h['uf1']:.3f} UAR {h['uar']:.3f}, "
-              f"{wall:6.1f} s wall, predictions equal to the CPU run's: {agree:.1%}{extra}",
-              flush=True)
+        print(
+            f"LOSO {name:9s}: {m.n_folds} folds, UF1 {h.uf1:.3f} UAR {h.uar:.3f}, "
+            f"{wall:6.1f} s wall, predictions equal to the CPU run's: {agree:.1%}{extra}",
+            flush=True,
+        )
 
 
 def final_model(fs, root: Path) -> None:
     from glfnet.config import Config
-    from glfnet.predict import Recognizer, train_final
+    from glfnet.infer import Recognizer
+    from glfnet.train.final import train_final
 
     out = root / "model"
     train_final(fs, Config(device="cuda", amp=True, epochs=5), out)
     x = fs.X[:16]
     p_gpu = np.stack([Recognizer.load(out, device="cuda").predict_flow(f) for f in x])
     p_cpu = np.stack([Recognizer.load(out, device="cpu").predict_flow(f) for f in x])
-    print(f"final model trained on cuda: reloaded on cuda and cpu, max |p_cuda - p_cpu| = "
-          f"{np.abs(p_gpu - p_cpu).max():.2e} over 16 samples", flush=True)
+    print(
+        f"final model trained on cuda: reloaded on cuda and cpu, max |p_cuda - p_cpu| = "
+        f"{np.abs(p_gpu - p_cpu).max():.2e} over 16 samples",
+        flush=True,
+    )
 
 
 def throughput(fs, model: str, amp: bool, batch_size: int) -> tuple[float, float, float]:
@@ -101,8 +107,11 @@ def throughput(fs, model: str, amp: bool, batch_size: int) -> tuple[float, float
     torch.cuda.synchronize()
     total = time.perf_counter() - t
     epochs = [r["seconds"] for r in res.history]
-    return (len(idx) / statistics.median(epochs[1:]), total - sum(epochs),
-            torch.cuda.max_memory_allocated() / 2**30)
+    return (
+        len(idx) / statistics.median(epochs[1:]),
+        total - sum(epochs),
+        torch.cuda.max_memory_allocated() / 2**30,
+    )
 
 
 def main():
@@ -112,8 +121,11 @@ def main():
     args = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU; PyTorch sees none here.")
-    print(f"machine: {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, torch "
-          f"{torch.__version__}, python {platform.python_version()}", flush=True)
+    print(
+        f"machine: {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, torch "
+        f"{torch.__version__}, python {platform.python_version()}",
+        flush=True,
+    )
     root = Path(args.out or tempfile.mkdtemp(prefix="glfnet-gpu-runs-"))
     small = make_set(scale=0.33)
     print(f"small set: {len(small)} samples, {small.samples['subject'].nunique()} subjects", flush=True)
@@ -125,9 +137,12 @@ def main():
         for bs in batches:
             for amp in (False, True):
                 rate, setup, mem = throughput(fs, model, amp, bs)
-                print(f"train {model:8s} batch {bs:3d} {'bf16' if amp else 'fp32'}: "
-                      f"{rate:7.0f} samples/s (epochs 2-6), fold set-up {setup:4.1f} s, "
-                      f"peak GPU memory {mem:5.2f} GiB", flush=True)
+                print(
+                    f"train {model:8s} batch {bs:3d} {'bf16' if amp else 'fp32'}: "
+                    f"{rate:7.0f} samples/s (epochs 2-6), fold set-up {setup:4.1f} s, "
+                    f"peak GPU memory {mem:5.2f} GiB",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -39,14 +39,13 @@ def throughput(fs, model: str, repeats: int = 5) -> float:
     """Median training samples/s over ``repeats`` timed epochs on ~435 samples (one fold),
     single-threaded as in a fold worker."""
     from glfnet.config import Config
-    from glfnet.train.trainer import determinism, train_fold
+    from glfnet.train.trainer import determinism, one_thread_on_cpu, train_fold
 
-    torch.set_num_threads(1)
     cfg = Config(model=model, epochs=1)
     idx = np.arange(len(fs))[7:]  # a fold-sized training set
     subjects = fs.samples["subject"].to_numpy()[idx]
     rates = []
-    with determinism("cpu"):
+    with one_thread_on_cpu("cpu"), determinism("cpu"):
         for r in range(repeats + 1):  # the first is a warm-up
             t = time.perf_counter()
             train_fold(fs.X[idx], fs.y[idx], subjects, cfg, 3, fs.encoding, r)
@@ -66,17 +65,23 @@ def main():
     from glfnet.models import create_model
 
     cores = os.cpu_count()
-    print(f"machine: {platform.processor() or platform.machine()}, {cores} CPU cores, torch "
-          f"{torch.__version__}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {cores} CPU cores, torch "
+        f"{torch.__version__}, python {platform.python_version()}"
+    )
     fs = make_set()
     print(f"data: synthetic composite, {len(fs)} samples, {fs.samples['subject'].nunique()} subjects, 28x28")
     for model in () if args.skip_throughput else dict.fromkeys((Config.model, "glfnet_s", "ststnet")):
         n = sum(p.numel() for p in create_model(model).parameters())
         one = throughput(fs, model)
-        both = sum(Parallel(n_jobs=cores, backend="loky")(delayed(throughput)(fs, model) for _ in range(cores)))
-        print(f"train throughput {model:9s} ({n:,} parameters): {one:6.0f} samples/s in one "
-              f"single-threaded worker, {both:6.0f} samples/s with {cores} workers at once "
-              "(medians of 5 epochs)")
+        both = sum(
+            Parallel(n_jobs=cores, backend="loky")(delayed(throughput)(fs, model) for _ in range(cores))
+        )
+        print(
+            f"train throughput {model:9s} ({n:,} parameters): {one:6.0f} samples/s in one "
+            f"single-threaded worker, {both:6.0f} samples/s with {cores} workers at once "
+            "(medians of 5 epochs)"
+        )
     if args.skip_loso:
         return
     cfg = Config(seeds=[0], report=False)
@@ -84,10 +89,13 @@ def main():
         t = time.perf_counter()
         m = run_protocol(fs, cfg, out)
         wall = time.perf_counter() - t
-    print(f"full LOSO, defaults ({cfg.model}, {cfg.epochs} epochs, ensemble {cfg.ensemble}), "
-          f"1 seed, {m['n_folds']} folds: "
-          f"{wall / 60:.1f} min wall with {cores} fold workers (target <= 15 min); synthetic-data UF1 {m['honest']['full']['uf1']:.3f} "
-          "(meaningless as a score: synthetic flows)")
+    print(
+        f"full LOSO, defaults ({cfg.model}, {cfg.epochs} epochs, ensemble {cfg.ensemble}), "
+        f"1 seed, {m.n_folds} folds: "
+        f"{wall / 60:.1f} min wall with {cores} fold workers (target <= 15 min); "
+        f"synthetic-data UF1 {m.honest['full'].uf1:.3f} "
+        "(meaningless as a score: synthetic flows)"
+    )
 
 
 if __name__ == "__main__":

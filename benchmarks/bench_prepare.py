@@ -37,13 +37,27 @@ def make_dataset(root: Path, n: int, size=(640, 480), seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     w, h = size
     # the astronaut's head and shoulders filling the frame: a ~185 px face, as in CASME II
-    canvas = cv2.resize(cv2.cvtColor(data.astronaut()[20:245, 110:410], cv2.COLOR_RGB2BGR),
-                        (w, h), interpolation=cv2.INTER_CUBIC)
+    canvas = cv2.resize(
+        cv2.cvtColor(data.astronaut()[20:245, 110:410], cv2.COLOR_RGB2BGR),
+        (w, h),
+        interpolation=cv2.INTER_CUBIC,
+    )
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     wb = Workbook()
     ws = wb.active
-    ws.append(["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-               "Action Units", "Estimated Emotion"])
+    ws.append(
+        [
+            "Subject",
+            "Filename",
+            None,
+            "OnsetFrame",
+            "ApexFrame",
+            "OffsetFrame",
+            None,
+            "Action Units",
+            "Estimated Emotion",
+        ]
+    )
     for i in range(n):
         sub, clip = i % 8 + 1, f"EP{i:02d}_01"
         cx, cy = w / 2 + rng.uniform(-60, 60), h / 2 + rng.uniform(-20, 80)
@@ -52,8 +66,13 @@ def make_dataset(root: Path, n: int, size=(640, 480), seed: int = 0) -> None:
         folder = root / "CASME2-RAW" / f"sub{sub:02d}" / clip
         folder.mkdir(parents=True)
         for k, a in ((1, 0.0), (2, 0.5), (3, 1.0), (4, 0.5), (5, 0.0)):
-            img = cv2.remap(canvas, xx - amp * a * bump, yy + 0.5 * amp * a * bump,
-                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            img = cv2.remap(
+                canvas,
+                xx - amp * a * bump,
+                yy + 0.5 * amp * a * bump,
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
             img = np.clip(img + rng.normal(0, 2.0, img.shape), 0, 255).astype(np.uint8)
             cv2.imwrite(str(folder / f"img{k}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         ws.append([sub, clip, None, 1, 3, 5, None, "12", "happiness"])
@@ -73,8 +92,10 @@ def main(argv=None) -> int:
     from glfnet.preprocess.face import _models
     from glfnet.preprocess.pipeline import PrepParams, prepare_cache, process_sample
 
-    print(f"cpus {os.cpu_count()}, load average before {os.getloadavg()[0]:.2f}, "
-          f"OpenCV {cv2.__version__}, flow {args.flow}, crop {args.crop} px")
+    print(
+        f"cpus {os.cpu_count()}, load average before {os.getloadavg()[0]:.2f}, "
+        f"OpenCV {cv2.__version__}, flow {args.flow}, crop {args.crop} px"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         make_dataset(tmp / "raw", args.samples)
@@ -97,28 +118,38 @@ def main(argv=None) -> int:
             for k in stages:
                 stages[k].append(row["_timings"][k])
         med = {k: statistics.median(v) * 1000 for k, v in stages.items()}
-        print(f"\none process, {len(sel.included)} samples, faces found {faces}; "
-              "median ms per sample:")
+        print(f"\none process, {len(sel.included)} samples, faces found {faces}; median ms per sample:")
         print("  " + "  ".join(f"{k} {v:.1f}" for k, v in med.items()))
         cpu_ms = statistics.median(cpu) * 1000
-        print(f"  -> {1000 / med['total']:.2f} samples/s per core; CPU time {cpu_ms:.1f} ms per "
-              f"sample, i.e. at most {args.jobs * 1000 / cpu_ms:.1f} samples/s on {args.jobs} "
-              "idle cores")
+        print(
+            f"  -> {1000 / med['total']:.2f} samples/s per core; CPU time {cpu_ms:.1f} ms per "
+            f"sample, i.e. at most {args.jobs * 1000 / cpu_ms:.1f} samples/s on {args.jobs} "
+            "idle cores"
+        )
 
         # 2. the whole run in parallel
         cv2.setNumThreads(-1)
         done_at: list[float] = []
         t0 = time.perf_counter()
-        res = prepare_cache(sel, tmp / "par", params, jobs=args.jobs,
-                            progress=lambda i, n, row: done_at.append(time.perf_counter())
-                            if row is not None else None)
+        res = prepare_cache(
+            sel,
+            tmp / "par",
+            params,
+            jobs=args.jobs,
+            progress=lambda i, n, row: done_at.append(time.perf_counter()) if row is not None else None,
+        )
         wall = time.perf_counter() - t0
         n = len(sel.included)
         assert res.status_counts()["ok"] == n
-        steady = (len(done_at) - args.jobs) / (done_at[-1] - done_at[args.jobs - 1]) \
-            if len(done_at) > args.jobs + 1 else float("nan")
-        print(f"\n--jobs {args.jobs}: {n} samples in {wall:.2f} s = {n / wall:.2f} samples/s "
-              f"(incl. worker start-up); steady state {steady:.2f} samples/s")
+        steady = (
+            (len(done_at) - args.jobs) / (done_at[-1] - done_at[args.jobs - 1])
+            if len(done_at) > args.jobs + 1
+            else float("nan")
+        )
+        print(
+            f"\n--jobs {args.jobs}: {n} samples in {wall:.2f} s = {n / wall:.2f} samples/s "
+            f"(incl. worker start-up); steady state {steady:.2f} samples/s"
+        )
         print(f"load average after {os.getloadavg()[0]:.2f}")
     return 0
 

@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("COLUMNS", "200")  # Rich: keep table rows and file names on one line
+# One OpenMP thread per test process (read when torch is first imported, after this line):
+# the tests' models are tiny, and on a busy 2-core machine two threads per process ran the
+# training tests 4x slower, not faster. Set OMP_NUM_THREADS yourself to override.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SMIC_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "megc2019-smic-flow"
 

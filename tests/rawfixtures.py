@@ -20,26 +20,26 @@ FACE_SIZE = 160
 
 @dataclass
 class Clip:
-    subject: object            # as written in the sheet (1 for CASME II, 6 for SAMM, "s1" SMIC)
-    clip: str                  # as written in the sheet / folder name
+    subject: object  # as written in the sheet (1 for CASME II, 6 for SAMM, "s1" SMIC)
+    clip: str  # as written in the sheet / folder name
     emotion: str
     onset: int = 1
-    apex: object = 3           # int, or "/" for the CASME II quirk
+    apex: object = 3  # int, or "/" for the CASME II quirk
     offset: int = 5
     au: str = "4"
-    frames: list[int] | None = None   # numbers on disk (default onset..offset)
-    folder: bool = True        # write the clip folder
-    row: bool = True           # write the sheet row
+    frames: list[int] | None = None  # numbers on disk (default onset..offset)
+    folder: bool = True  # write the clip folder
+    row: bool = True  # write the sheet row
     motion: tuple[float, float] = (0.0, 0.0)  # (dx, dy) px at the apex, global shift
-    local: bool = False        # motion only in a band (strain where the motion changes)
+    local: bool = False  # motion only in a band (strain where the motion changes)
     extra: dict = field(default_factory=dict)
 
     def numbers(self) -> list[int]:
-        return list(self.frames) if self.frames is not None else list(range(self.onset,
-                                                                             self.offset + 1))
+        return list(self.frames) if self.frames is not None else list(range(self.onset, self.offset + 1))
 
 
 # ---------------------------------------------------------------------------- images
+
 
 def face_image(size: int = FACE_SIZE, rgb: bool = False) -> np.ndarray:
     """The astronaut's face, a square crop resized to ``size`` (dlib finds it)."""
@@ -53,8 +53,9 @@ def face_image(size: int = FACE_SIZE, rgb: bool = False) -> np.ndarray:
 def shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """Translate by (dx, dy) px: the content at x moves to x + dx."""
     m = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_CUBIC,
-                          borderMode=cv2.BORDER_REFLECT)
+    return cv2.warpAffine(
+        img, m, (img.shape[1], img.shape[0]), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
+    )
 
 
 def band_displacement(shape, dx: float, x0: float, width: float = 6.0) -> np.ndarray:
@@ -78,8 +79,9 @@ def amplitude(n: int, onset: int, apex: int, offset: int) -> float:
     return (n - onset) / (apex - onset) if n <= apex else (offset - n) / (offset - apex)
 
 
-def clip_frames(c: Clip, kind: str = "tiny", rgb: bool = False, size: int = FACE_SIZE
-                ) -> dict[int, np.ndarray]:
+def clip_frames(
+    c: Clip, kind: str = "tiny", rgb: bool = False, size: int = FACE_SIZE
+) -> dict[int, np.ndarray]:
     """Frame number -> image for a clip."""
     nums = c.numbers()
     if kind == "tiny":
@@ -94,8 +96,9 @@ def clip_frames(c: Clip, kind: str = "tiny", rgb: bool = False, size: int = FACE
         base = cv2.cvtColor(base, cv2.COLOR_RGB2BGR)  # cv2.imwrite order
     apex = c.extra.get("peak")  # where the motion peaks (default: the annotated apex)
     if apex is None:
-        apex = c.apex if isinstance(c.apex, int) and c.onset < c.apex < c.offset \
-            else (c.onset + c.offset) // 2
+        apex = (
+            c.apex if isinstance(c.apex, int) and c.onset < c.apex < c.offset else (c.onset + c.offset) // 2
+        )
     out = {}
     for n in nums:
         a = amplitude(n, c.onset, apex, c.offset)
@@ -117,8 +120,10 @@ def write_frames(folder: Path, frames: dict[int, np.ndarray], name) -> None:
 
 # ---------------------------------------------------------------------------- sheets
 
-def write_xlsx(path: Path, header: list, rows: list[list], preamble: list[list] | None = None,
-               sheet: str = "Sheet1") -> Path:
+
+def write_xlsx(
+    path: Path, header: list, rows: list[list], preamble: list[list] | None = None, sheet: str = "Sheet1"
+) -> Path:
     """A sheet with optional note rows before the header; ints stay numbers (as in the
     originals), None cells stay blank."""
     from openpyxl import Workbook
@@ -126,7 +131,7 @@ def write_xlsx(path: Path, header: list, rows: list[list], preamble: list[list] 
     wb = Workbook()
     ws = wb.active
     ws.title = sheet
-    for r in (preamble or []):
+    for r in preamble or []:
         ws.append(r)
     ws.append(header)
     for r in rows:
@@ -145,8 +150,14 @@ def _as_number(v):
 
 # ---------------------------------------------------------------------------- databases
 
-def write_casme2(root: Path, clips: list[Clip], kind: str = "tiny", variant: str = "raw",
-                 sheet: str = "CASME2-coding-20140508.xlsx") -> Path:
+
+def write_casme2(
+    root: Path,
+    clips: list[Clip],
+    kind: str = "tiny",
+    variant: str = "raw",
+    sheet: str = "CASME2-coding-20140508.xlsx",
+) -> Path:
     """``root/CASME2-RAW/subXX/<Filename>/img<N>.jpg`` + the coding sheet (Subject as int,
     blank columns, apex "/" allowed)."""
     folder = {"raw": "CASME2-RAW", "selected": "CASME2_RAW_selected", "cropped": "Cropped"}[variant]
@@ -157,10 +168,20 @@ def write_casme2(root: Path, clips: list[Clip], kind: str = "tiny", variant: str
             d = root / folder / f"sub{int(c.subject):02d}" / c.clip
             write_frames(d, clip_frames(c, kind, rgb=True), lambda n: f"{prefix}{n}.jpg")
         if c.row:
-            rows.append([int(c.subject), c.clip, None, c.onset, _as_number(c.apex), c.offset,
-                         None, c.au, c.emotion])
-    header = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
-              "Action Units", "Estimated Emotion"]
+            rows.append(
+                [int(c.subject), c.clip, None, c.onset, _as_number(c.apex), c.offset, None, c.au, c.emotion]
+            )
+    header = [
+        "Subject",
+        "Filename",
+        None,
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        None,
+        "Action Units",
+        "Estimated Emotion",
+    ]
     if sheet:
         write_xlsx(root / sheet, header, rows)
     return root
@@ -169,8 +190,9 @@ def write_casme2(root: Path, clips: list[Clip], kind: str = "tiny", variant: str
 SAMM_PREAMBLE = [[f"SAMM note line {i}: see the SAMM documentation."] for i in range(1, 13)] + [[]]
 
 
-def write_samm(root: Path, clips: list[Clip], kind: str = "tiny",
-               sheet: str = "SAMM_Micro_FACS_Codes_v2.xlsx") -> Path:
+def write_samm(
+    root: Path, clips: list[Clip], kind: str = "tiny", sheet: str = "SAMM_Micro_FACS_Codes_v2.xlsx"
+) -> Path:
     """``root/SAMM/<SSS>/<SSS_i_n>/<SSS>_<FFFFF>.jpg`` + the v2 sheet (13 rows of notes,
     header on row 14, Subject as int)."""
     rows = []
@@ -180,13 +202,36 @@ def write_samm(root: Path, clips: list[Clip], kind: str = "tiny",
             d = root / "SAMM" / sss / c.clip
             write_frames(d, clip_frames(c, kind), lambda n, s=sss: f"{s}_{n:05d}.jpg")
         if c.row:
-            rows.append([int(c.subject), c.clip, c.extra.get("inducement", "1"), c.onset,
-                         _as_number(c.apex), c.offset, c.offset - c.onset + 1,
-                         c.extra.get("micro", "Micro - 1/2"), c.au, c.emotion,
-                         c.extra.get("objective", "I"), ""])
-    header = ["Subject", "Filename", "Inducement Code", "Onset Frame", "Apex Frame",
-              "Offset Frame", "Duration", "Micro", "Action Units", "Estimated Emotion",
-              "Objective Classes", "Notes"]
+            rows.append(
+                [
+                    int(c.subject),
+                    c.clip,
+                    c.extra.get("inducement", "1"),
+                    c.onset,
+                    _as_number(c.apex),
+                    c.offset,
+                    c.offset - c.onset + 1,
+                    c.extra.get("micro", "Micro - 1/2"),
+                    c.au,
+                    c.emotion,
+                    c.extra.get("objective", "I"),
+                    "",
+                ]
+            )
+    header = [
+        "Subject",
+        "Filename",
+        "Inducement Code",
+        "Onset Frame",
+        "Apex Frame",
+        "Offset Frame",
+        "Duration",
+        "Micro",
+        "Action Units",
+        "Estimated Emotion",
+        "Objective Classes",
+        "Notes",
+    ]
     if sheet:
         write_xlsx(root / sheet, header, rows, preamble=SAMM_PREAMBLE)
     return root
@@ -203,8 +248,13 @@ def write_smic(root: Path, clips: list[Clip], kind: str = "tiny", variant: str =
     return root
 
 
-def write_smic_e(root: Path, clips: list[Clip], kind: str = "tiny", first: dict | None = None,
-                 sheet: str = "SMIC-HS-E_annotation.xlsx") -> Path:
+def write_smic_e(
+    root: Path,
+    clips: list[Clip],
+    kind: str = "tiny",
+    first: dict | None = None,
+    sheet: str = "SMIC-HS-E_annotation.xlsx",
+) -> Path:
     """``root/HS/s01/s1_ne_01/image<absolute>.jpg`` + sheet ``HS`` with absolute OnsetF /
     OffsetF and FirstF / LastF."""
     rows = []
@@ -221,8 +271,12 @@ def write_smic_e(root: Path, clips: list[Clip], kind: str = "tiny", first: dict 
     return root
 
 
-def write_casme3a(root: Path, clips: list[Clip], kind: str = "tiny",
-                  sheet: str = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx") -> Path:
+def write_casme3a(
+    root: Path,
+    clips: list[Clip],
+    kind: str = "tiny",
+    sheet: str = "cas(me)3_part_A_ME_label_JpgIndex_v2.xlsx",
+) -> Path:
     """``root/part_A/data/part_A/spNO.<k>/<letter>/color/<n>.jpg`` + sheet ``label``."""
     rows = []
     for c in clips:
@@ -230,17 +284,25 @@ def write_casme3a(root: Path, clips: list[Clip], kind: str = "tiny",
             d = root / "part_A" / "data" / "part_A" / str(c.subject) / c.clip / "color"
             write_frames(d, clip_frames(c, kind, rgb=True), lambda n: f"{n}.jpg")
         if c.row:
-            rows.append([c.subject, c.clip, c.onset, _as_number(c.apex), c.offset, c.au,
-                         c.extra.get("objective", "1"), c.emotion])
-    header = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class",
-              "emotion"]
+            rows.append(
+                [
+                    c.subject,
+                    c.clip,
+                    c.onset,
+                    _as_number(c.apex),
+                    c.offset,
+                    c.au,
+                    c.extra.get("objective", "1"),
+                    c.emotion,
+                ]
+            )
+    header = ["Subject", "Filename", "Onset", "Apex", "Offset", "AU", "Objective class", "emotion"]
     if sheet:
         write_xlsx(root / sheet, header, rows, sheet="label")
     return root
 
 
-def write_mmew(root: Path, clips: list[Clip], kind: str = "tiny",
-               sheet: str = "MMEW_Micro_Exp.xlsx") -> Path:
+def write_mmew(root: Path, clips: list[Clip], kind: str = "tiny", sheet: str = "MMEW_Micro_Exp.xlsx") -> Path:
     """``root/MMEW_Final/Micro_Expression/<emotion>/<Filename>/<n>.jpg`` + the sheet."""
     rows = []
     for c in clips:
@@ -248,16 +310,24 @@ def write_mmew(root: Path, clips: list[Clip], kind: str = "tiny",
             d = root / "MMEW_Final" / "Micro_Expression" / c.extra.get("folder", c.emotion) / c.clip
             write_frames(d, clip_frames(c, kind, rgb=True), lambda n: f"{n}.jpg")
         if c.row:
-            rows.append([c.subject, c.clip, c.onset, _as_number(c.apex), c.offset, c.au,
-                         c.emotion, ""])
-    header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
-              "Estimated Emotion", "remarks"]
+            rows.append([c.subject, c.clip, c.onset, _as_number(c.apex), c.offset, c.au, c.emotion, ""])
+    header = [
+        "Subject",
+        "Filename",
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        "Action Units",
+        "Estimated Emotion",
+        "remarks",
+    ]
     if sheet:
         write_xlsx(root / sheet, header, rows)
     return root
 
 
 # ---------------------------------------------------------------------------- ready-made sets
+
 
 def casme2_quirky(root: Path, kind: str = "tiny", motion=(1.5, -1.0)) -> list[Clip]:
     """A CASME II with its quirks: apex "/" (sub04/EP12_01f), apex = onset (sub05/EP09_05f),
@@ -268,8 +338,7 @@ def casme2_quirky(root: Path, kind: str = "tiny", motion=(1.5, -1.0)) -> list[Cl
         Clip(1, "EP03_02", "disgust", onset=1, apex=3, offset=5, motion=motion),
         Clip(4, "EP12_01f", "disgust", onset=1, apex="/", offset=5, motion=motion),
         Clip(5, "EP09_05f", "repression", onset=2, apex=2, offset=6, motion=motion),
-        Clip(2, "EP14_01", "surprise", onset=1, apex=3, offset=6, frames=[1, 2, 3, 5, 6],
-             motion=motion),
+        Clip(2, "EP14_01", "surprise", onset=1, apex=3, offset=6, frames=[1, 2, 3, 5, 6], motion=motion),
         Clip(2, "EP15_03", "others", onset=1, apex=3, offset=5, motion=motion),
         Clip(3, "EP01_01", "fear", onset=1, apex=3, offset=5, motion=motion),
         Clip(3, "EP07_04", "repression", onset=1, apex=3, offset=5, folder=False),
@@ -284,8 +353,16 @@ def samm_quirky(root: Path, kind: str = "tiny", motion=(1.0, 1.0)) -> list[Clip]
     [onset, offset]."""
     clips = [
         Clip(6, "006_1_2", "Anger", onset=5562, apex=5564, offset=5566, motion=motion),
-        Clip(6, "006_1_3", "Happiness", onset=99998, apex=99999, offset=100001,
-             frames=[99998, 99999, 100000, 100001], motion=motion),
+        Clip(
+            6,
+            "006_1_3",
+            "Happiness",
+            onset=99998,
+            apex=99999,
+            offset=100001,
+            frames=[99998, 99999, 100000, 100001],
+            motion=motion,
+        ),
         Clip(7, "007_5_1", "Other", onset=120, apex=122, offset=124, motion=motion),
         Clip(25, "025_2_1", "Other", onset=10, apex=12, offset=14, motion=motion),
         Clip(11, "011_3_2", "Surprise", onset=300, apex=310, offset=304, motion=motion),
@@ -308,6 +385,7 @@ def smic_quirky(root: Path, kind: str = "tiny", motion=(-1.0, 1.0)) -> list[Clip
 
 # ---------------------------------------------------------------------------- full-size sheets
 
+
 def composite_clips() -> dict[str, list[Clip]]:
     """Rows shaped like the complete databases (reference sections 2 and 7), without frames:
     CASME II 255 rows / 26 subjects (others 99, disgust 63, happiness 32, repression 27,
@@ -315,28 +393,31 @@ def composite_clips() -> dict[str, list[Clip]]:
     SAMM 159 rows / 29 subjects (subject 25 only "Other"); SMIC-HS 164 clips / 16 subjects
     (70/51/43; two frames each)."""
     casme = []
-    megc = (["disgust"] * 62 + ["repression"] * 26 + ["happiness"] * 32 + ["surprise"] * 25)
+    megc = ["disgust"] * 62 + ["repression"] * 26 + ["happiness"] * 32 + ["surprise"] * 25
     rest = ["others"] * 99 + ["sadness"] * 7 + ["fear"] * 2
     casme.append(Clip(4, "EP12_01f", "disgust", onset=1, apex="/", offset=9, folder=False))
     casme.append(Clip(5, "EP09_05f", "repression", onset=2, apex=2, offset=9, folder=False))
     for i, e in enumerate(megc):
-        casme.append(Clip(i % 24 + 1, f"EP{i:03d}_01", e, onset=1, apex=3, offset=9,
-                          folder=False))
+        casme.append(Clip(i % 24 + 1, f"EP{i:03d}_01", e, onset=1, apex=3, offset=9, folder=False))
     for i, e in enumerate(rest):
-        casme.append(Clip(i % 26 + 1, f"EP{i:03d}_02", e, onset=1, apex=3, offset=9,
-                          folder=False))
+        casme.append(Clip(i % 26 + 1, f"EP{i:03d}_02", e, onset=1, apex=3, offset=9, folder=False))
     samm = []
-    emotions = (["Anger"] * 57 + ["Happiness"] * 26 + ["Surprise"] * 15 + ["Contempt"] * 12
-                + ["Disgust"] * 9 + ["Fear"] * 8 + ["Sadness"] * 6)
+    emotions = (
+        ["Anger"] * 57
+        + ["Happiness"] * 26
+        + ["Surprise"] * 15
+        + ["Contempt"] * 12
+        + ["Disgust"] * 9
+        + ["Fear"] * 8
+        + ["Sadness"] * 6
+    )
     subjects = [n for n in range(6, 35) if n != 25]  # 28 subjects with a non-Other row
     for i, e in enumerate(emotions):
         sub = subjects[i % 28]
-        samm.append(Clip(sub, f"{sub:03d}_{i}_1", e, onset=100, apex=103, offset=110,
-                         folder=False))
+        samm.append(Clip(sub, f"{sub:03d}_{i}_1", e, onset=100, apex=103, offset=110, folder=False))
     for i in range(26):
         sub = 25 if i < 4 else subjects[i % 28]
-        samm.append(Clip(sub, f"{sub:03d}_{i}_9", "Other", onset=100, apex=103, offset=110,
-                         folder=False))
+        samm.append(Clip(sub, f"{sub:03d}_{i}_9", "Other", onset=100, apex=103, offset=110, folder=False))
     smic = []
     labels = ["negative"] * 70 + ["positive"] * 51 + ["surprise"] * 43
     tag = {"negative": "ne", "positive": "po", "surprise": "sur"}

@@ -18,28 +18,75 @@ def test_help_lists_commands(capsys):
         assert cmd in out
 
 
+@pytest.mark.slow
 def test_loso_end_to_end(flat_dir, tmp_path, capsys):
     out_dir = tmp_path / "run"
-    code, out, err = glfnet(capsys, *["loso", str(flat_dir), "--model", "ststnet", "--epochs", "1",
-                          "--seeds", "0,1", "--oracle", "--out", str(out_dir), "--quiet",
-                          "--no-report"])
+    code, out, err = glfnet(
+        capsys,
+        *[
+            "loso",
+            str(flat_dir),
+            "--model",
+            "ststnet",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0,1",
+            "--oracle",
+            "--out",
+            str(out_dir),
+            "--quiet",
+            "--no-report",
+        ],
+    )
     assert code == 0, err
     assert "Leak-free results" in out and "oracle (test-selected, optimistic)" in out
     m = json.loads((out_dir / "metrics.json").read_text())
     assert m["seeds"] == [0, 1] and m["oracle"] is not None
     assert m["honest"]["full"]["n"] == m["n_samples"]
     # the same command again resumes: nothing retrained, same numbers
-    code, out2, _ = glfnet(capsys, *["loso", str(flat_dir), "--model", "ststnet", "--epochs", "1",
-                         "--seeds", "0,1", "--oracle", "--out", str(out_dir), "--no-report"])
-    assert code == 0 and "finished earlier, reused" in out2
+    code, out2, _ = glfnet(
+        capsys,
+        *[
+            "loso",
+            str(flat_dir),
+            "--model",
+            "ststnet",
+            "--epochs",
+            "1",
+            "--seeds",
+            "0,1",
+            "--oracle",
+            "--out",
+            str(out_dir),
+            "--no-report",
+        ],
+    )
+    assert code == 0 and "14 folds reused from an earlier run" in out2
+    assert "finished earlier" not in out2  # one summary line, not one line per fold
+    assert "1 epoch," in out2 and "1 epochs" not in out2
     assert json.loads((out_dir / "metrics.json").read_text())["honest"] == m["honest"]
 
 
+@pytest.mark.slow
 def test_config_file_and_flags(flat_dir, tmp_path, capsys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("model: ststnet\nepochs: 2\nbatch_size: 8\nseeds: [3]\n")
-    code, _, err = glfnet(capsys, *["loso", str(flat_dir), "--config", str(cfg), "--epochs", "1",
-                        "--out", str(tmp_path / "r"), "--quiet", "--no-report"])
+    code, _, err = glfnet(
+        capsys,
+        *[
+            "loso",
+            str(flat_dir),
+            "--config",
+            str(cfg),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+            "--no-report",
+        ],
+    )
     assert code == 0, err
     m = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert m["config"]["epochs"] == 1 and m["config"]["batch_size"] == 8 and m["seeds"] == [3]
@@ -48,21 +95,25 @@ def test_config_file_and_flags(flat_dir, tmp_path, capsys):
     assert code == 2 and "unknown option(s) epochz" in err
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--model", "resnet"], "model: 'resnet' is not allowed"),
-    (["--seeds", "a,b"], "--seeds"),
-    (["--device", "cuda"], "CUDA"),
-    (["--protocol", "lodo", "--loss", "xx"], "loss"),
-    (["--model-arg", "fusion"], "KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--model", "resnet"], "--model: 'resnet' is not allowed"),
+        (["--seeds", "a,b"], "--seeds"),
+        (["--device", "cuda"], "CUDA"),
+        (["--protocol", "lodo", "--loss", "xx"], "loss"),
+        (["--model-arg", "fusion"], "KEY=VALUE"),
+    ],
+)
 def test_bad_options(flat_dir, tmp_path, capsys, argv, message):
     if "--device" in argv:
         import torch
 
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    code, _, err = glfnet(capsys, *["loso", str(flat_dir), "--out", str(tmp_path / "r"), "--quiet",
-                        "--epochs", "1", *argv])
+    code, _, err = glfnet(
+        capsys, *["loso", str(flat_dir), "--out", str(tmp_path / "r"), "--quiet", "--epochs", "1", *argv]
+    )
     assert code == 2 and message in err and "Traceback" not in err
 
 
@@ -103,10 +154,21 @@ def _mixed(d):
 
 
 @pytest.mark.parametrize("spoil", [_truncate, _bad_label, _duplicate, _no_image, _no_row, _mixed])
+@pytest.mark.slow
 def test_bad_inputs_stop_with_a_named_message(copy_flat, tmp_path, capsys, spoil):
     named = spoil(copy_flat)
-    args = ["loso", str(copy_flat), "--model", "ststnet", "--epochs", "1", "--quiet",
-            "--no-report", "--out", str(tmp_path / "r")]
+    args = [
+        "loso",
+        str(copy_flat),
+        "--model",
+        "ststnet",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--no-report",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     code, _, err = glfnet(capsys, *args)
     assert code == 2 and named in err and "--skip-bad" in err and "Traceback" not in err
     code, _, err = glfnet(capsys, *["inspect", str(copy_flat)])
@@ -126,12 +188,16 @@ def test_inspect_json(flat_dir, capsys, tiny_rows):
     info = json.loads(out)
     assert list(info)[:6] == ["n_samples", "n_subjects", "databases", "classes", "image_shape", "problems"]
     assert info["n_samples"] == len(tiny_rows) and info["problems"] == []
-    assert info["databases"] == {db: sum(r["database"] == db for r in tiny_rows) for db in ("casme2", "samm", "smic")}
+    assert info["databases"] == {
+        db: sum(r["database"] == db for r in tiny_rows) for db in ("casme2", "samm", "smic")
+    }
 
 
+@pytest.mark.slow
 def test_process_exit_code_and_no_traceback(tmp_path):
     """The installed entry point: a user error gives exit 2 and one clear line."""
-    r = subprocess.run([sys.executable, "-m", "glfnet", "loso", str(tmp_path / "missing")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "glfnet", "loso", str(tmp_path / "missing")], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert "does not exist" in r.stderr and "Traceback" not in r.stderr

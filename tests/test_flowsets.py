@@ -3,19 +3,19 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from tests.conftest import SMIC_DEV
 
 from glfnet.data import cache
 from glfnet.data.flowsets import encode_flow_image, load_flowset
 from glfnet.data.synthflow import write_flat, write_tree
 from glfnet.errors import DataError
-from tests.conftest import SMIC_DEV
 
 
 def test_flat_htnet_csv(tiny_set, tiny_rows):
     assert len(tiny_set) == len(tiny_rows)
     assert tiny_set.kind == "flat" and tiny_set.encoding == "minmax"
     assert tiny_set.X.shape[1:] == (3, 28, 28)
-    assert 0.0 <= tiny_set.X.min() and tiny_set.X.max() <= 1.0
+    assert tiny_set.X.min() >= 0.0 and tiny_set.X.max() <= 1.0
     want = {r["sample_id"]: r["label"] for r in tiny_rows}
     got = dict(zip(tiny_set.samples["sample_id"], tiny_set.samples["label"]))
     assert got == want
@@ -152,25 +152,38 @@ def test_empty_folder_and_missing_path(tmp_path):
 def test_missing_labels_file(tmp_path, tiny_rows, tiny_flows):
     write_flat(tmp_path, tiny_rows[:3], tiny_flows)
     (tmp_path / "labels.csv").unlink()
-    with pytest.raises(DataError, match="--labels"):
+    with pytest.raises(DataError, match="`labels`"):
         load_flowset(tmp_path)
 
 
-def test_cache_is_read_raw(tmp_path, tiny_rows, tiny_flows):
+def test_cache_is_read_raw(tmp_path, tiny_rows, tiny_flows, capsys):
     import pandas as pd
 
     rows = []
     for r in tiny_rows[:6]:
         rel = cache.save_flow(tmp_path, r["sample_id"], tiny_flows[r["sample_id"]])
-        rows.append({**{c: "" for c in cache.MANIFEST_COLUMNS}, **{k: r[k] for k in
-                     ("sample_id", "database", "subject", "clip", "label")}, "status": "ok", "file": rel})
+        rows.append(
+            {
+                **dict.fromkeys(cache.MANIFEST_COLUMNS, ""),
+                **{k: r[k] for k in ("sample_id", "database", "subject", "clip", "label")},
+                "status": "ok",
+                "file": rel,
+            }
+        )
     rows.append({**rows[0], "sample_id": "s99_s99_ne_01", "status": "failed", "anomalies": "no frames"})
     cache.write_manifest(tmp_path, pd.DataFrame(rows), {"classes": ["negative", "positive", "surprise"]})
     fs = load_flowset(tmp_path)
     assert fs.kind == "cache" and fs.encoding == "raw" and len(fs) == 6
     sid = fs.samples["sample_id"][0]
     np.testing.assert_array_equal(fs.X[0], tiny_flows[sid])
-    assert any("s99_s99_ne_01" in n and "no frames" in n for n in fs.notes)
+    # what the user is told on loading: the sample prepare left out, and why
+    assert fs.warnings == ["s99_s99_ne_01: excluded by prepare (failed: no frames)"]
+    assert fs.summary()["notes"] == fs.warnings and fs.subset([0]).warnings == fs.warnings
+    from glfnet.cli.common import load_data
+
+    capsys.readouterr()
+    load_data(tmp_path, None, skip_bad=False)  # the command line prints them
+    assert "warning: s99_s99_ne_01: excluded by prepare (failed: no frames)" in capsys.readouterr().err
     # a damaged array is named
     (tmp_path / cache.flow_relpath(sid)).write_bytes(b"garbage")
     with pytest.raises(DataError, match=sid):

@@ -15,6 +15,7 @@ from glfnet.eval import runner
 from glfnet.eval.splits import lodo_folds, loso_folds
 
 CFG = Config(model="glfnet_s", epochs=2, batch_size=16, seeds=[0])
+EARLY_STOPPING = CFG.replace(val_subjects=0.3, epochs=4)
 
 
 def _tamper(fs: FlowSet, idx) -> FlowSet:
@@ -42,13 +43,30 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
         assert len(f.train_idx) + len(f.test_idx) == len(tiny_set)
 
 
-@pytest.mark.parametrize("cfg", [CFG, CFG.replace(val_subjects=0.3, epochs=4), CFG.replace(oracle=True),
-                                 CFG.replace(ensemble=2, oracle=True), CFG.replace(tta=True),
-                                 CFG.replace(mixup=0.4), CFG.replace(db_norm=True, oracle=True),
-                                 CFG.replace(epochs=3, swa_epochs=2)],
-                         ids=["fixed-epochs", "early-stopping", "oracle-observer", "ensemble",
-                              "flip-tta", "mixup", "per-database-statistics",
-                              "weight-averaging"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        CFG,
+        EARLY_STOPPING,
+        CFG.replace(oracle=True),
+        CFG.replace(ensemble=2, oracle=True),
+        CFG.replace(tta=True),
+        CFG.replace(mixup=0.4),
+        CFG.replace(db_norm=True, oracle=True),
+        CFG.replace(epochs=3, swa_epochs=2),
+    ],
+    ids=[
+        "fixed-epochs",
+        "early-stopping",
+        "oracle-observer",
+        "ensemble",
+        "flip-tta",
+        "mixup",
+        "per-database-statistics",
+        "weight-averaging",
+    ],
+)
+@pytest.mark.slow
 def test_test_subject_cannot_influence_training(tiny_set, cfg):
     _check_tamper(tiny_set, cfg)
 
@@ -64,22 +82,24 @@ def _check_tamper(tiny_set, cfg, on_set=lambda fs: None):
     rec_b, trained_b = runner.run_fold(tampered, fold, cfg, seed=0, oracle=cfg.oracle)
     sa, sb = _state(trained_a), _state(trained_b)
     assert all(torch.equal(sa[k], sb[k]) for k in sa)  # bit-identical model
-    assert rec_a["history"] == [{**h, "seconds": rec_a["history"][i]["seconds"]} for i, h in enumerate(rec_b["history"])]
-    assert rec_a["pipeline"] == rec_b["pipeline"]  # normalisation statistics
-    assert rec_a["selected_epoch"] == rec_b["selected_epoch"]
-    assert fold.subject not in rec_a["val_subjects"] and fold.subject not in rec_a["train_subjects"]
+    same_time = [{**h, "seconds": rec_a.history[i]["seconds"]} for i, h in enumerate(rec_b.history)]
+    assert rec_a.history == same_time  # losses, learning rates, validation scores
+    assert rec_a.pipeline == rec_b.pipeline  # normalisation statistics
+    assert rec_a.selected_epoch == rec_b.selected_epoch
+    assert fold.subject not in rec_a.val_subjects and fold.subject not in rec_a.train_subjects
     if cfg.val_subjects:
-        assert rec_a["val_subjects"] and set(rec_a["val_subjects"]) <= set(rec_a["train_subjects"])
+        assert rec_a.val_subjects and set(rec_a.val_subjects) <= set(rec_a.train_subjects)
         # the chosen epoch is the first best on the validation subjects, whose per-epoch scores
         # (in the history, compared above) do not move when the test subject does
-        val = [h["val_uf1"] for h in rec_a["history"]]
-        assert rec_a["selected_epoch"] == 1 + int(np.argmax(val))
+        val = [h["val_uf1"] for h in rec_a.history]
+        assert rec_a.selected_epoch == 1 + int(np.argmax(val))
     if cfg.ensemble > 1:
-        assert sorted({h["member"] for h in rec_a["history"]}) == list(range(cfg.ensemble))
+        assert sorted({h["member"] for h in rec_a.history}) == list(range(cfg.ensemble))
     # ...while the test predictions do depend on the test inputs (the check is not vacuous)
-    assert rec_a["probs"] != rec_b["probs"]
+    assert rec_a.probs != rec_b.probs
 
 
+@pytest.mark.slow
 def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypatch):
     """Put the leak in (input statistics, pooled and per database, refitted on every sample of
     the set, the held-out subject's included): the tamper check fails."""
@@ -88,8 +108,7 @@ def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypat
     def leaky(X, y, subjects, cfg, *args, **kwargs):
         trained = real(X, y, subjects, cfg, *args, **kwargs)
         fs = current["fs"]
-        trained.pipeline.fit(trained.pipeline.prepare(torch.tensor(fs.X)),
-                             fs.samples["database"].to_numpy())
+        trained.pipeline.fit(trained.pipeline.prepare(torch.tensor(fs.X)), fs.samples["database"].to_numpy())
         return trained
 
     monkeypatch.setattr(runner, "train_fold", leaky)
@@ -97,11 +116,48 @@ def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypat
         _check_tamper(tiny_set, CFG.replace(db_norm=True), on_set=lambda fs: current.update(fs=fs))
 
 
+@pytest.mark.slow
+def test_tamper_check_catches_epochs_chosen_on_the_test_subject(tiny_set, monkeypatch):
+    """Put the leak in (early stopping scores every epoch on the held-out subject's samples as
+    well as on its validation subjects, so the checkpoint is chosen with the test subject):
+    the early-stopping tamper check fails. The fit samples, the normalisation statistics and
+    the reported validation subjects stay the honest ones; only the selection sees the test
+    subject."""
+    from glfnet.train import trainer
+
+    fold = loso_folds(tiny_set.samples)[1]
+    real_fold, real_split, current = runner.train_fold, trainer._split_val_subjects, {}
+
+    def leaky_fold(X, y, subjects, cfg, *args, groups=None, **kwargs):
+        fs, te = current["fs"], fold.test_idx  # the held-out rows ride along, never fitted
+        current["n_train"] = len(y)
+        db = fs.samples["database"].to_numpy().astype(str)
+        return real_fold(
+            np.concatenate([X, fs.X[te]]),
+            np.concatenate([y, fs.y[te]]),
+            np.concatenate([subjects, fs.samples["subject"].to_numpy()[te]]),
+            cfg,
+            *args,
+            groups=None if groups is None else np.concatenate([groups, db[te]]),
+            **kwargs,
+        )
+
+    def leaky_split(subjects, frac, rng):
+        n = current["n_train"]
+        fit, val = real_split(subjects[:n], frac, rng)  # the honest split of the training rows
+        return np.concatenate([fit, np.zeros(len(subjects) - n, bool)]), val  # + test rows
+
+    monkeypatch.setattr(runner, "train_fold", leaky_fold)
+    monkeypatch.setattr(trainer, "_split_val_subjects", leaky_split)
+    with pytest.raises(AssertionError):
+        _check_tamper(tiny_set, EARLY_STOPPING, on_set=lambda fs: current.update(fs=fs))
+
+
 def test_per_database_statistics_come_from_that_databases_training_samples(tiny_set):
     fold = loso_folds(tiny_set.samples)[2]
     rec, _ = runner.run_fold(tiny_set, fold, CFG.replace(db_norm=True), seed=0)
     db = tiny_set.samples["database"].to_numpy()
-    groups = rec["pipeline"]["group_stats"]
+    groups = rec.pipeline["group_stats"]
     assert set(groups) == set(db[fold.train_idx])
     for name, stats in groups.items():
         rows = [i for i in fold.train_idx if db[i] == name]
@@ -109,12 +165,13 @@ def test_per_database_statistics_come_from_that_databases_training_samples(tiny_
         np.testing.assert_allclose(stats["mean"], x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_oracle_observer_does_not_change_honest_predictions(tiny_set):
     fold = loso_folds(tiny_set.samples)[0]
     rec_plain, _ = runner.run_fold(tiny_set, fold, CFG, seed=0, oracle=False)
     rec_oracle, _ = runner.run_fold(tiny_set, fold, CFG, seed=0, oracle=True)
-    assert rec_plain["probs"] == rec_oracle["probs"]
-    assert len(rec_oracle["oracle"]["epoch_preds"]) == CFG.epochs
+    assert rec_plain.probs == rec_oracle.probs
+    assert len(rec_oracle.oracle_epoch_preds) == CFG.epochs
 
 
 def test_normalisation_statistics_come_from_training_samples(tiny_set):
@@ -122,9 +179,9 @@ def test_normalisation_statistics_come_from_training_samples(tiny_set):
     rec, _ = runner.run_fold(tiny_set, fold, CFG, seed=0)
     assert CFG.input_norm == "signed"
     x = T.unit_range(T.to_centered(torch.tensor(tiny_set.X[fold.train_idx]), "minmax"))
-    np.testing.assert_allclose(rec["pipeline"]["mean"], x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(rec.pipeline["mean"], x.mean(dim=(0, 2, 3)).numpy(), rtol=1e-5, atol=1e-7)
     everything = T.unit_range(T.to_centered(torch.tensor(tiny_set.X), "minmax")).mean(dim=(0, 2, 3)).numpy()
-    assert not np.allclose(rec["pipeline"]["mean"], everything, rtol=1e-7, atol=0)
+    assert not np.allclose(rec.pipeline["mean"], everything, rtol=1e-7, atol=0)
 
 
 def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypatch):
@@ -167,8 +224,9 @@ def _check_headline_is_final_model(tiny_set, tmp_path):
     fold, oracle_preds, final_preds = target
     samples = tiny_set.samples.copy()
     samples.loc[fold.test_idx, "label"] = [tiny_set.classes[p] for p in oracle_preds]
-    tampered = FlowSet(samples, tiny_set.X, tiny_set.classes, tiny_set.encoding, tiny_set.kind,
-                       tiny_set.source)
+    tampered = FlowSet(
+        samples, tiny_set.X, tiny_set.classes, tiny_set.encoding, tiny_set.kind, tiny_set.source
+    )
     runner.run_protocol(tampered, cfg, tmp_path / "b")
 
     def fold_rows(name, run):
@@ -185,10 +243,12 @@ def _check_headline_is_final_model(tiny_set, tmp_path):
     assert oracle["prediction"].map(index).tolist() == oracle_preds != final_preds  # it did move
 
 
+@pytest.mark.slow
 def test_headline_predictions_are_the_final_models_not_the_oracles(tiny_set, tmp_path):
     _check_headline_is_final_model(tiny_set, tmp_path)
 
 
+@pytest.mark.slow
 def test_headline_check_catches_oracle_predictions_in_the_headline(tiny_set, tmp_path, monkeypatch):
     """Put the leak in (headline predictions taken from the oracle's pick): the check fails."""
     real = runner._prediction_frame

@@ -8,15 +8,16 @@ import torch
 import glfnet
 from glfnet.config import Config, build_config
 from glfnet.data import transforms as T
+from glfnet.data.pipeline import InputPipeline
 from glfnet.errors import ConfigError
 from glfnet.models.ensemble import Ensemble
-from glfnet.data.pipeline import InputPipeline
 from glfnet.models.inference import predict_proba
 from glfnet.train.trainer import train_fold
 
 FAST = Config(epochs=2, batch_size=16)
 
 
+@pytest.mark.slow
 def test_default_preset_is_a_glfnet_with_a_position_keeping_head():
     assert Config.model == "glfnet_t" and Config.input_norm == "signed"
     m = glfnet.create_model("glfnet_t").eval()
@@ -65,6 +66,7 @@ def _data(n=48, seed=0):
     return X, y, np.array([f"s{i % 6}" for i in range(n)])
 
 
+@pytest.mark.slow
 def test_ensemble_member_zero_is_the_single_model():
     X, y, subj = _data()
     single = train_fold(X, y, subj, FAST.replace(model="ststnet"), 3, "minmax", seed=5)
@@ -77,6 +79,7 @@ def test_ensemble_member_zero_is_the_single_model():
     assert [h["member"] for h in ens.history] == [0] * 2 + [1] * 2
 
 
+@pytest.mark.slow
 def test_flip_tta_averages_the_image_and_its_mirror():
     X, y, subj = _data()
     trained = train_fold(X, y, subj, FAST.replace(model="ststnet"), 3, "minmax", seed=1)
@@ -92,6 +95,7 @@ def test_flip_tta_averages_the_image_and_its_mirror():
     assert InputPipeline.from_state(pipe.state()).tta
 
 
+@pytest.mark.slow
 def test_mixup_changes_training_and_stays_deterministic():
     X, y, subj = _data()
     cfg = FAST.replace(model="ststnet")
@@ -137,6 +141,7 @@ def test_gated_fusion_chooses_between_the_branches():
     assert isinstance(net.fusion, GatedFusion) and net(torch.randn(2, 3, 28, 28)).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_weight_averaging_tail_holds_the_rate_and_averages_the_last_epochs():
     from glfnet.train.trainer import lr_schedule
 

@@ -9,8 +9,9 @@ from glfnet.metrics import scores
 from glfnet.train.losses import ClassBalancedLoss, build_loss, class_balanced_weights
 
 
-@pytest.mark.parametrize("beta,want", [(0.99, [0.75, 1.03, 1.22]), (0.999, [0.51, 1.09, 1.41]),
-                                       (0.9999, [0.48, 1.09, 1.43])])
+@pytest.mark.parametrize(
+    "beta,want", [(0.99, [0.75, 1.03, 1.22]), (0.999, [0.51, 1.09, 1.41]), (0.9999, [0.48, 1.09, 1.43])]
+)
 def test_class_balanced_weights_match_reference(beta, want):
     w = class_balanced_weights([250, 109, 83], beta)
     np.testing.assert_allclose(w, want, atol=0.006)
@@ -40,8 +41,11 @@ def test_cb_loss_is_weighted_cross_entropy():
 
 def _sk(y, p):
     labels = np.unique(y)
-    return (f1_score(y, p, labels=labels, average="macro"),
-            recall_score(y, p, labels=labels, average="macro"), accuracy_score(y, p))
+    return (
+        f1_score(y, p, labels=labels, average="macro"),
+        recall_score(y, p, labels=labels, average="macro"),
+        accuracy_score(y, p),
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -51,7 +55,9 @@ def test_metrics_match_sklearn(seed):
     p = np.where(rng.random(200) < 0.6, y, rng.integers(0, 3, 200))
     s = scores(y, p, 3)
     uf1, uar, acc = _sk(y, p)
-    assert s["uf1"] == pytest.approx(uf1) and s["uar"] == pytest.approx(uar) and s["acc"] == pytest.approx(acc)
+    assert (
+        s["uf1"] == pytest.approx(uf1) and s["uar"] == pytest.approx(uar) and s["acc"] == pytest.approx(acc)
+    )
     np.testing.assert_array_equal(s["confusion"], confusion_matrix(y, p, labels=[0, 1, 2]))
 
 

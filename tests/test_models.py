@@ -21,6 +21,7 @@ def test_registry_presets():
         glfnet.create_model("glfnet_s", no_such_option=1)
 
 
+@pytest.mark.slow
 def test_paper_scale_glfnet():
     m = glfnet.create_model("glfnet").eval()
     assert 24e6 < n_params(m) < 28e6  # reference: about 27 M at 224 input
@@ -52,7 +53,7 @@ def test_local_block_routes_each_quadrant_through_its_own_block(halo):
     that fails if regions were routed to the wrong blocks or put back in the wrong place."""
     torch.manual_seed(0)
     blk = LocalBlock(4, 4, region_gate=False, stride=1, halo=halo).eval()
-    params = [set(id(p) for p in r.parameters()) for r in blk.regions]
+    params = [{id(p) for p in r.parameters()} for r in blk.regions]
     assert all(not (params[i] & params[j]) for i in range(4) for j in range(i + 1, 4))
     for r in blk.regions:  # make the four blocks clearly different functions
         for p in r.parameters():
@@ -62,17 +63,25 @@ def test_local_block_routes_each_quadrant_through_its_own_block(halo):
     with torch.no_grad():
         y = blk(x)
         a = halo
-        crops = {0: (slice(0, 5 + a), slice(0, 5 + a)), 1: (slice(0, 5 + a), slice(5 - a, 10)),
-                 2: (slice(5 - a, 10), slice(0, 5 + a)), 3: (slice(5 - a, 10), slice(5 - a, 10))}
-        places = {0: (slice(0, 5), slice(0, 5)), 1: (slice(0, 5), slice(5, 10)),
-                  2: (slice(5, 10), slice(0, 5)), 3: (slice(5, 10), slice(5, 10))}
+        crops = {
+            0: (slice(0, 5 + a), slice(0, 5 + a)),
+            1: (slice(0, 5 + a), slice(5 - a, 10)),
+            2: (slice(5 - a, 10), slice(0, 5 + a)),
+            3: (slice(5 - a, 10), slice(5 - a, 10)),
+        }
+        places = {
+            0: (slice(0, 5), slice(0, 5)),
+            1: (slice(0, 5), slice(5, 10)),
+            2: (slice(5, 10), slice(0, 5)),
+            3: (slice(5, 10), slice(5, 10)),
+        }
         for k in range(4):
             out = blk.regions[k](x[..., crops[k][0], crops[k][1]])
             r0 = 0 if k in (0, 1) else a
             c0 = 0 if k in (0, 2) else a
-            expect = out[..., r0:r0 + 5, c0:c0 + 5]
+            expect = out[..., r0 : r0 + 5, c0 : c0 + 5]
             assert torch.allclose(y[..., places[k][0], places[k][1]], expect, atol=1e-5), k
-            other = blk.regions[(k + 1) % 4](x[..., crops[k][0], crops[k][1]])[..., r0:r0 + 5, c0:c0 + 5]
+            other = blk.regions[(k + 1) % 4](x[..., crops[k][0], crops[k][1]])[..., r0 : r0 + 5, c0 : c0 + 5]
             assert not torch.allclose(expect, other, atol=1e-3)  # the blocks are distinguishable
         if halo == 0:  # no context across the cut: the bottom-right input cannot reach top-left
             x2 = x.clone()
@@ -84,8 +93,14 @@ def test_local_block_routes_each_quadrant_through_its_own_block(halo):
 
 def test_ablation_switches():
     x = torch.randn(2, 3, 28, 28)
-    for kw in ({"global_branch": False}, {"local_branch": False}, {"fusion": "concat"},
-               {"fusion": "sum"}, {"global_attn": "cbam"}, {"global_attn": "none"}):
+    for kw in (
+        {"global_branch": False},
+        {"local_branch": False},
+        {"fusion": "concat"},
+        {"fusion": "sum"},
+        {"global_attn": "cbam"},
+        {"global_attn": "none"},
+    ):
         m = glfnet.create_model("glfnet_s", **kw)
         assert m(x).shape == (2, 3), kw
     m = glfnet.create_model("glfnet_s", global_branch=False)

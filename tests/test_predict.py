@@ -1,4 +1,5 @@
-"""Train once, predict anywhere (issue 4, part 3): `glfnet train`, `glfnet predict`, Recognizer.
+"""Train once, predict anywhere (issue 4, part 3): `glfnet train`, `glfnet predict`, Recognizer
+(glfnet.train.final, glfnet.train.modeldir, glfnet.infer, glfnet.preprocess.media).
 
 One small synthetic CASME II set (3 subjects x 3 clips, glfnet.data.synthetic) is prepared into
 a cache with `glfnet prepare` and one final model is trained on all of it. What the class
@@ -20,17 +21,15 @@ import cv2
 import numpy as np
 import pytest
 
-from glfnet.config import Config
-
-from glfnet.cli.main import main
 from clirun import glfnet as cli
+from glfnet.cli.main import main
+from glfnet.config import Config
 from glfnet.data import cache
 from glfnet.errors import ConfigError, DataError, ModelFileError
 
 # fixed, short schedule that fits 9 samples (no augmentation, higher lr); loso's defaults
 # otherwise
-FAST = ("epochs: 15\nlr: 0.01\nwarmup_epochs: 1\nhflip: 0.0\nrotate: 0.0\nscale: 0.0\n"
-        "translate: 0.0\n")
+FAST = "epochs: 15\nlr: 0.01\nwarmup_epochs: 1\nhflip: 0.0\nrotate: 0.0\nscale: 0.0\ntranslate: 0.0\n"
 
 
 def _quiet_main(*args) -> None:
@@ -41,21 +40,31 @@ def _quiet_main(*args) -> None:
 
 # ----------------------------------------------------------------------------- fixtures
 
+
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
     from glfnet.data import synthetic as syn
 
     root = tmp_path_factory.mktemp("predict_raw")
-    syn.generate(root, subjects_per_db=3, clips_per_subject=3, seed=0, databases=("casme2",),
-                 others_per_db=0)
+    syn.generate(root, subjects_per_db=3, clips_per_subject=3, seed=0, databases=("casme2",), others_per_db=0)
     return root, json.loads((root / "synthetic.json").read_text())
 
 
 @pytest.fixture(scope="session")
 def cache_dir(synth, tmp_path_factory):
     out = tmp_path_factory.mktemp("predict_cache") / "cache"
-    _quiet_main("prepare", "casme2", "--root", synth[0] / "CASME2", "--out", out, "--jobs", "1",
-                "--protocol", "megc2019")
+    _quiet_main(
+        "prepare",
+        "casme2",
+        "--root",
+        synth[0] / "CASME2",
+        "--out",
+        out,
+        "--jobs",
+        "1",
+        "--protocol",
+        "megc2019",
+    )
     return out
 
 
@@ -84,15 +93,19 @@ def clip(synth, cache_dir, rec):
     row = m.loc[c["sample_id"]]
     folder = root / c["path"]
     cached = rec.predict_flow(cache.load_flow(cache_dir / row["file"]))
-    return {"truth": c, "folder": folder, "onset": int(row["onset_used"]),
-            "apex": int(row["apex_used"]), "cached": cached,
-            "onset_img": folder / f"img{row['onset_used']}.jpg",
-            "apex_img": folder / f"img{row['apex_used']}.jpg"}
+    return {
+        "truth": c,
+        "folder": folder,
+        "onset": int(row["onset_used"]),
+        "apex": int(row["apex_used"]),
+        "cached": cached,
+        "onset_img": folder / f"img{row['onset_used']}.jpg",
+        "apex_img": folder / f"img{row['apex_used']}.jpg",
+    }
 
 
 def _write_video(path: Path, folder: Path, first: int, n: int, fourcc: str) -> bool:
-    frames = [cv2.imread(str(folder / f"img{first + i}.jpg"), cv2.IMREAD_GRAYSCALE)
-              for i in range(n)]
+    frames = [cv2.imread(str(folder / f"img{first + i}.jpg"), cv2.IMREAD_GRAYSCALE) for i in range(n)]
     h, w = frames[0].shape
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25, (w, h), False)
     if not writer.isOpened():
@@ -105,6 +118,8 @@ def _write_video(path: Path, folder: Path, first: int, n: int, fourcc: str) -> b
 
 # ----------------------------------------------------------------------------- training
 
+
+@pytest.mark.slow
 def test_model_directory(model_dir, cache_dir):
     from safetensors import safe_open
 
@@ -114,8 +129,13 @@ def test_model_directory(model_dir, cache_dir):
     assert cfg["preprocessing"]["params"] == meta["params"]
     assert cfg["preprocessing"]["source"] == "glfnet prepare"
     assert cfg["prediction_encoding"] == "raw"
-    assert cfg["model"] == {"name": Config.model, "args": {}, "input_size": 28, "num_classes": 3,
-                            "ensemble": 1}
+    assert cfg["model"] == {
+        "name": Config.model,
+        "args": {},
+        "input_size": 28,
+        "num_classes": 3,
+        "ensemble": 1,
+    }
     assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std", "tta"}
     assert cfg["data"]["n_samples"] == 9 and len(cfg["data"]["digest"]) == 16
     assert cfg["training"]["config"]["epochs"] == 15 and cfg["training"]["seed"] == 0
@@ -125,14 +145,16 @@ def test_model_directory(model_dir, cache_dir):
         assert json.loads(f.metadata()["glfnet"])["model_id"] == cfg["model_id"]
 
 
-def test_train_says_it_is_not_an_evaluation_and_refuses_to_overwrite(capsys, model_dir,
-                                                                    cache_dir):
-    code, out, err = cli(capsys, "train", cache_dir, "--out", model_dir, "--epochs", "1")
+@pytest.mark.slow
+def test_train_says_it_is_not_an_evaluation_and_refuses_to_overwrite(capsys, model_dir, cache_dir):
+    code, _, err = cli(capsys, "train", cache_dir, "--out", model_dir, "--epochs", "1")
     assert code == 2 and "already holds a model" in err and "--overwrite" in err
-    code, out, err = cli(capsys, "train", cache_dir / "nope", "--out", model_dir.parent / "x")
+    code, _, err = cli(capsys, "train", cache_dir / "nope", "--out", model_dir.parent / "x")
     assert code == 2 and "does not exist" in err
 
 
+@pytest.mark.slow
+@pytest.mark.slow
 def test_train_on_release_png_set(capsys, flat_dir, tmp_path, synth):
     """A model trained on the STSTNet PNG layout records that, and predicts through glfnet's
     preprocessing with the release's min-max 8-bit encoding."""
@@ -155,12 +177,13 @@ def test_train_on_release_png_set(capsys, flat_dir, tmp_path, synth):
 
 # ----------------------------------------------------------------------------- prediction
 
+
+@pytest.mark.slow
 def test_api_recovers_the_class_through_the_raw_path(rec, clip):
     """Raw onset/apex frames -> Recognizer gives the probabilities of the cached training
     flow (same preprocessing), hence the clip's class."""
     p = rec.predict(clip["onset_img"], clip["apex_img"])
-    np.testing.assert_allclose([p.probabilities[c] for c in rec.classes], clip["cached"],
-                               atol=1e-5)
+    np.testing.assert_allclose([p.probabilities[c] for c in rec.classes], clip["cached"], atol=1e-5)
     assert p.label == clip["truth"]["class"]
     assert p.info["face_found"] and p.info["aligned"] and not p.info["picked"]
     # arrays work the same as paths
@@ -169,52 +192,77 @@ def test_api_recovers_the_class_through_the_raw_path(rec, clip):
     assert rec.predict(a, b).probabilities == pytest.approx(p.probabilities, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_images_json_and_table(capsys, model_dir, clip):
-    code, out, err = cli(capsys, "predict", "--model", model_dir, "--onset", clip["onset_img"],
-                         "--apex", clip["apex_img"], "--json")
+    code, out, err = cli(
+        capsys,
+        "predict",
+        "--model",
+        model_dir,
+        "--onset",
+        clip["onset_img"],
+        "--apex",
+        clip["apex_img"],
+        "--json",
+    )
     assert code == 0, err
     lines = out.strip().splitlines()
     assert len(lines) == 1
     obj = json.loads(lines[0])
     assert obj["label"] == clip["truth"]["class"] and obj["mode"] == "images"
-    assert [obj["probabilities"][c] for c in ("negative", "positive", "surprise")] == \
-        pytest.approx(list(clip["cached"]), abs=1e-5)
-    code, out, err = cli(capsys, "predict", "--model", model_dir, "--onset", clip["onset_img"],
-                         "--apex", clip["apex_img"])
+    assert [obj["probabilities"][c] for c in ("negative", "positive", "surprise")] == pytest.approx(
+        list(clip["cached"]), abs=1e-5
+    )
+    code, out, err = cli(
+        capsys, "predict", "--model", model_dir, "--onset", clip["onset_img"], "--apex", clip["apex_img"]
+    )
     assert code == 0 and "<- prediction" in out and clip["truth"]["class"] in out
     assert "surprise" in out and "negative" in out
 
 
+@pytest.mark.slow
 def test_cli_frames_given_and_picked(capsys, model_dir, clip):
-    code, out, err = cli(capsys, "predict", "--model", model_dir, "--frames", clip["folder"],
-                         "--onset", clip["onset"], "--apex", clip["apex"], "--json")
+    code, out, err = cli(
+        capsys,
+        "predict",
+        "--model",
+        model_dir,
+        "--frames",
+        clip["folder"],
+        "--onset",
+        clip["onset"],
+        "--apex",
+        clip["apex"],
+        "--json",
+    )
     assert code == 0, err
     obj = json.loads(out)
     assert obj["label"] == clip["truth"]["class"] and not obj["picked"]
     assert (obj["onset_frame"], obj["apex_frame"]) == (clip["onset"], clip["apex"])
-    assert [obj["probabilities"][c] for c in ("negative", "positive", "surprise")] == \
-        pytest.approx(list(clip["cached"]), abs=1e-5)
+    assert [obj["probabilities"][c] for c in ("negative", "positive", "surprise")] == pytest.approx(
+        list(clip["cached"]), abs=1e-5
+    )
     code, out, err = cli(capsys, "predict", "--model", model_dir, "--frames", clip["folder"])
     assert code == 0, err
     first = clip["truth"]["first_frame"]
     assert f"picked onset img{first}.jpg and apex img" in out and "flow-peak" in out
 
 
-def test_video_lossless_recovers_the_class_and_mp4_picks_frames(capsys, tmp_path, model_dir,
-                                                              clip, rec):
+@pytest.mark.slow
+def test_video_lossless_recovers_the_class_and_mp4_picks_frames(capsys, tmp_path, model_dir, clip, rec):
     t = clip["truth"]
     avi = tmp_path / "clip.avi"
     lossless = _write_video(avi, clip["folder"], t["first_frame"], t["n_frames"], "FFV1")
     assert lossless or _write_video(avi, clip["folder"], t["first_frame"], t["n_frames"], "MJPG")
     o, a = clip["onset"] - t["first_frame"], clip["apex"] - t["first_frame"]
-    code, out, err = cli(capsys, "predict", "--model", model_dir, "--video", avi, "--onset", o,
-                         "--apex", a, "--json")
+    code, out, err = cli(
+        capsys, "predict", "--model", model_dir, "--video", avi, "--onset", o, "--apex", a, "--json"
+    )
     assert code == 0, err
     obj = json.loads(out)
     assert obj["label"] == t["class"] and (obj["onset_index"], obj["apex_index"]) == (o, a)
     if lossless:  # same pixels as the frame files: same flow, same probabilities
-        assert [obj["probabilities"][c] for c in rec.classes] == \
-            pytest.approx(list(clip["cached"]), abs=1e-5)
+        assert [obj["probabilities"][c] for c in rec.classes] == pytest.approx(list(clip["cached"]), abs=1e-5)
     mp4 = tmp_path / "clip.mp4"
     if not _write_video(mp4, clip["folder"], t["first_frame"], t["n_frames"], "mp4v"):
         pytest.skip("this OpenCV cannot write mp4v")
@@ -227,6 +275,7 @@ def test_video_lossless_recovers_the_class_and_mp4_picks_frames(capsys, tmp_path
 
 
 # ----------------------------------------------------------------------------- model files
+
 
 def _copy(model_dir, tmp_path) -> Path:
     d = tmp_path / "m"
@@ -242,6 +291,7 @@ def _load_error(d) -> str:
     return str(e.value)
 
 
+@pytest.mark.slow
 def test_missing_and_incomplete_model_dirs(capsys, tmp_path, model_dir):
     assert "does not exist" in _load_error(tmp_path / "nowhere")
     d = _copy(model_dir, tmp_path)
@@ -250,10 +300,11 @@ def test_missing_and_incomplete_model_dirs(capsys, tmp_path, model_dir):
     assert "model.safetensors is missing" in msg and "glfnet train" in msg
     (d / "config.json").unlink()
     assert "config.json is missing" in _load_error(d)
-    code, out, err = cli(capsys, "predict", "--model", d, "--onset", "a.jpg", "--apex", "b.jpg")
+    code, _, err = cli(capsys, "predict", "--model", d, "--onset", "a.jpg", "--apex", "b.jpg")
     assert code == 2 and "config.json is missing" in err
 
 
+@pytest.mark.slow
 def test_corrupt_truncated_and_foreign_weights(tmp_path, model_dir):
     d = _copy(model_dir, tmp_path)
     w = d / "model.safetensors"
@@ -275,6 +326,7 @@ def test_corrupt_truncated_and_foreign_weights(tmp_path, model_dir):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_config_damaged_or_mismatched(tmp_path, model_dir):
     import torch
 
@@ -309,6 +361,8 @@ def test_config_damaged_or_mismatched(tmp_path, model_dir):
 
 # ----------------------------------------------------------------------------- bad inputs
 
+
+@pytest.mark.slow
 def test_missing_files_and_wrong_options(capsys, model_dir, clip, tmp_path):
     m = ("predict", "--model", model_dir)
     code, _, err = cli(capsys, *m, "--onset", tmp_path / "none.jpg", "--apex", clip["apex_img"])
@@ -325,26 +379,39 @@ def test_missing_files_and_wrong_options(capsys, model_dir, clip, tmp_path):
     assert code == 2 and "frame number" in err
 
 
+@pytest.mark.slow
 def test_image_without_a_face(capsys, model_dir, rec, tmp_path):
     rng = np.random.default_rng(0)
     blank = np.clip(rng.normal(120, 10, (200, 256)), 0, 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "a.png"), blank)
     cv2.imwrite(str(tmp_path / "b.png"), np.roll(blank, 1, axis=1))
-    code, _, err = cli(capsys, "predict", "--model", model_dir, "--onset", tmp_path / "a.png",
-                       "--apex", tmp_path / "b.png")
+    code, _, err = cli(
+        capsys, "predict", "--model", model_dir, "--onset", tmp_path / "a.png", "--apex", tmp_path / "b.png"
+    )
     assert code == 2 and "no face found in" in err and "a.png" in err and "--no-align" in err
     # the documented way out for frames that are already cropped faces
     p = rec.predict(tmp_path / "a.png", tmp_path / "b.png", align=False)
     assert not p.info["aligned"] and p.label in rec.classes
-    code, out, err = cli(capsys, "predict", "--model", model_dir, "--onset", tmp_path / "a.png",
-                         "--apex", tmp_path / "b.png", "--no-align", "--json")
+    code, out, err = cli(
+        capsys,
+        "predict",
+        "--model",
+        model_dir,
+        "--onset",
+        tmp_path / "a.png",
+        "--apex",
+        tmp_path / "b.png",
+        "--no-align",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["aligned"] is False and "alignment off" in err
 
 
+@pytest.mark.slow
 def test_frames_of_different_sizes(capsys, rec, model_dir, clip, tmp_path):
     small = cv2.resize(cv2.imread(str(clip["apex_img"])), (128, 100))
     cv2.imwrite(str(tmp_path / "apex_small.jpg"), small)
-    with pytest.raises(DataError, match="256x200 but .*apex_small.jpg is 128x100"):
+    with pytest.raises(DataError, match=r"256x200 but .*apex_small.jpg is 128x100"):
         rec.predict(clip["onset_img"], tmp_path / "apex_small.jpg")
     folder = tmp_path / "frames"
     shutil.copytree(clip["folder"], folder)
@@ -353,13 +420,14 @@ def test_frames_of_different_sizes(capsys, rec, model_dir, clip, tmp_path):
     assert code == 2 and "differ in size" in err and clip["apex_img"].name in err
 
 
+@pytest.mark.slow
 def test_onset_after_apex_and_out_of_range(capsys, rec, model_dir, clip, tmp_path):
     m = ("predict", "--model", model_dir)
-    code, _, err = cli(capsys, *m, "--frames", clip["folder"], "--onset", clip["apex"],
-                       "--apex", clip["onset"])
+    code, _, err = cli(
+        capsys, *m, "--frames", clip["folder"], "--onset", clip["apex"], "--apex", clip["onset"]
+    )
     assert code == 2 and "is not before --apex" in err
-    code, _, err = cli(capsys, *m, "--frames", clip["folder"], "--onset", 99999, "--apex",
-                       clip["apex"])
+    code, _, err = cli(capsys, *m, "--frames", clip["folder"], "--onset", clip["onset"], "--apex", 99999)
     assert code == 2 and "no frame numbered 99999" in err
     frames = [clip["onset_img"], clip["apex_img"], clip["apex_img"]]
     with pytest.raises(ConfigError, match="not before the apex"):
@@ -373,6 +441,7 @@ def test_onset_after_apex_and_out_of_range(capsys, rec, model_dir, clip, tmp_pat
     assert code == 2 and "beyond the end" in err and "4 frames" in err
 
 
+@pytest.mark.slow
 def test_unsupported_video(capsys, model_dir, tmp_path):
     bad = tmp_path / "clip.mp4"
     bad.write_text("this is not a video\n" * 50)
@@ -380,6 +449,7 @@ def test_unsupported_video(capsys, model_dir, tmp_path):
     assert code == 2 and "cannot read" in err and "clip.mp4" in err and "ffmpeg" in err
 
 
+@pytest.mark.slow
 def test_an_ensemble_model_directory_loads_and_predicts(cache_dir, tmp_path):
     """`glfnet train --ensemble 2` writes one model directory holding both networks; loading it
     rebuilds the ensemble, and its prediction is the mean of its members'."""
@@ -389,8 +459,17 @@ def test_an_ensemble_model_directory_loads_and_predicts(cache_dir, tmp_path):
     from glfnet.data import cache
 
     (tmp_path / "fast.yaml").write_text("epochs: 2\n")
-    _quiet_main("train", cache_dir, "--out", tmp_path / "m", "--config", tmp_path / "fast.yaml",
-                "--ensemble", "2", "--quiet")
+    _quiet_main(
+        "train",
+        cache_dir,
+        "--out",
+        tmp_path / "m",
+        "--config",
+        tmp_path / "fast.yaml",
+        "--ensemble",
+        "2",
+        "--quiet",
+    )
     r = Recognizer.load(tmp_path / "m")
     assert json.loads((tmp_path / "m" / "config.json").read_text())["model"]["ensemble"] == 2
     assert len(r.model.members) == 2
@@ -402,3 +481,198 @@ def test_an_ensemble_model_directory_loads_and_predicts(cache_dir, tmp_path):
         xs = r.pipeline(r.pipeline.prepare(X))
         members = [torch.softmax(net(xs), 1)[0].numpy() for net in r.model.members]
     np.testing.assert_allclose(p, np.mean(members, axis=0), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- issue 11
+
+
+def test_train_checks_out_before_the_data_and_rejects_bad_model_args(capsys, flat_dir, tmp_path):
+    """--out is checked before the data are read, a bad --model-arg before anything is
+    written: neither leaves a folder behind."""
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "config.json").write_text("{}")
+    code, _, err = cli(capsys, "train", tmp_path / "no-data", "--out", taken)
+    assert code == 2 and "already holds a model" in err and "does not exist" not in err
+    code, _, err = cli(capsys, "train", flat_dir, "--out", tmp_path / "m", "--model-arg", "fusion=foo")
+    assert code == 2 and "fusion" in err and "foo" in err
+    code, _, err = cli(
+        capsys, "train", flat_dir, "--out", tmp_path / "m2", "--model", "ststnet", "--model-arg", "fusion=aff"
+    )
+    assert code == 2 and "fusion" in err and "unexpected keyword" not in err
+    assert not (tmp_path / "m").exists() and not (tmp_path / "m2").exists()
+
+
+def test_train_failure_leaves_no_folder(capsys, monkeypatch, flat_dir, tmp_path):
+    """Training fails (here: made to): --out and the parents it would have made stay absent;
+    so does a folder whose writing fails."""
+    from glfnet.train import modeldir
+
+    def boom(*args, **kwargs):
+        raise DataError("training failed on purpose")
+
+    monkeypatch.setattr("glfnet.train.final.train_fold", boom)
+    out = tmp_path / "a" / "b" / "model"
+    code, _, err = cli(capsys, "train", flat_dir, "--out", out, "--epochs", "1")
+    assert code == 2 and "on purpose" in err
+    assert not (tmp_path / "a").exists()
+
+    def no_disk(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(modeldir.io, "write_json", no_disk)
+    with pytest.raises(OSError):
+        modeldir.write_model_dir(out, _tiny_net(), _record())
+    assert not (tmp_path / "a").exists()
+
+
+def _tiny_net():
+    from glfnet import create_model
+
+    return create_model("ststnet", num_classes=3)
+
+
+def _record() -> dict:
+    return {"purpose": "test", "classes": ["a", "b", "c"], "model": {"name": "ststnet"}}
+
+
+def test_train_runs_single_threaded_on_cpu_like_a_loso_fold(tiny_set, tmp_path):
+    """`glfnet train` limits PyTorch to one thread on the CPU during training (as loso's fold
+    workers do) and restores the caller's setting afterwards."""
+    import torch
+
+    from glfnet.train.final import train_final
+
+    seen = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train_final(
+            tiny_set,
+            Config(epochs=1),
+            tmp_path / "m",
+            on_epoch=lambda rec: seen.append(torch.get_num_threads()),
+        )
+        assert seen == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_train_json_summary_and_singular_epoch(capsys, flat_dir, tiny_set, tmp_path):
+    code, out, err = cli(capsys, "train", flat_dir, "--out", tmp_path / "m", "--epochs", "1", "--json")
+    assert code == 0, err
+    summary = json.loads(out)  # stdout holds the JSON object only
+    n, n_subjects = len(tiny_set), tiny_set.samples["subject"].nunique()
+    assert summary["model_dir"] == str(tmp_path / "m") and summary["samples"] == n
+    assert summary["epochs"] == 1 and summary["subjects"] == n_subjects and summary["seed"] == 0
+    assert summary["wall_seconds"] >= summary["train_seconds"] > 0
+    assert summary["model_id"] == json.loads((tmp_path / "m" / "config.json").read_text())["model_id"]
+    assert "1 epoch," in err and "not an evaluation" in err  # the human lines go to stderr
+    code, out, err = cli(capsys, "train", flat_dir, "--out", tmp_path / "m1", "--epochs", "1", "--quiet")
+    assert code == 0 and "1 epoch," in out and "1 epochs" not in out and f"{n} samples" in out
+
+
+@pytest.mark.slow
+def test_predict_several_inputs_each_on_its_own(capsys, model_dir, clip, tmp_path):
+    """One bad input among several: an error line naming it, results for the good ones,
+    exit status 2."""
+    bad = tmp_path / "nodir"
+    code, out, err = cli(
+        capsys, "predict", "--model", model_dir, "--frames", clip["folder"], "--frames", bad, "--json"
+    )
+    assert code == 2
+    good_line, bad_line = [json.loads(line) for line in out.strip().splitlines()]
+    assert good_line["input"] == str(clip["folder"])
+    assert good_line["label"] == clip["truth"]["class"]
+    assert bad_line["input"] == str(bad) and "does not exist" in bad_line["error"]
+    assert "error:" in err and str(bad) in err
+    code, out, err = cli(capsys, "predict", "--model", model_dir, "--frames", bad, "--frames", clip["folder"])
+    assert code == 2 and "<- prediction" in out and str(bad) in err
+
+
+@pytest.mark.slow
+def test_predict_folder_api(rec, clip, tmp_path):
+    """Recognizer.predict_folder: one result per clip folder and video, errors kept apart."""
+    folder = tmp_path / "clips"
+    shutil.copytree(clip["folder"], folder / "clipA")
+    (folder / "broken.mp4").write_text("not a video")
+    (folder / "notes.txt").write_text("not a clip")
+    results = rec.predict_folder(folder)
+    assert [Path(r.input).name for r in results] == ["broken.mp4", "clipA"]
+    broken, good = results
+    assert not broken.ok and isinstance(broken.error, DataError)
+    assert "cannot read" in broken.to_dict()["error"]
+    assert good.ok and good.prediction.label == clip["truth"]["class"]
+    assert good.prediction.info["picked"] and good.to_dict()["input"] == str(folder / "clipA")
+    with pytest.raises(DataError, match="no clip folders"):
+        rec.predict_folder(tmp_path / "clips" / "clipA")
+
+
+def test_predict_on_a_loso_run_directory_points_to_glfnet_train(capsys, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "seed0").mkdir(parents=True)
+    (run / "config.yaml").write_text("model: glfnet_t\n")
+    (run / "metrics.json").write_text("{}")
+    (run / "predictions.csv").write_text("sample_id\n")
+    from glfnet.eval.rundir import RunDir
+
+    assert RunDir(run).holds_run() and not RunDir(tmp_path).holds_run()
+    code, _, err = cli(capsys, "predict", "--model", run, "--onset", "a.jpg", "--apex", "b.jpg")
+    assert code == 2 and "`glfnet loso` run directory" in err and "keeps no model for use" in err
+    assert "glfnet train DATA --out DIR" in err and "inspection only" in err
+    assert "its checkpoints/ hold" in err and "Re-create it" not in err
+    (run / "checkpoints" / "seed0").rmdir()
+    (run / "checkpoints").rmdir()
+    code, _, err = cli(capsys, "predict", "--model", run, "--onset", "a.jpg", "--apex", "b.jpg")
+    assert code == 2 and "--save-checkpoints keeps the network of each fold" in err
+
+
+@pytest.mark.slow
+def test_library_errors_name_parameters_not_flags(rec, clip, model_dir):
+    from glfnet.train.modeldir import check_out_dir
+
+    with pytest.raises(ConfigError) as e:
+        check_out_dir(model_dir)
+    assert "`out_dir`" in str(e.value) and "`overwrite`" in str(e.value)
+    assert "--" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"`onset` 99999: .* no frame numbered 99999"):
+        rec.predict_frame_folder(clip["folder"], onset=99999)
+    with pytest.raises(ConfigError, match=r"`device`: 'tpu' is not allowed; choose cpu \| cuda"):
+        rec.load(model_dir, device="tpu")
+
+
+@pytest.mark.slow
+def test_an_older_model_directory_still_loads(tmp_path, model_dir, rec, clip):
+    """Directories written before `model.ensemble` (and `weights.bytes`) existed read as one
+    network, with the same predictions."""
+    d = _copy(model_dir, tmp_path)
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["model"]["ensemble"], cfg["weights"]["bytes"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    from glfnet import Recognizer
+
+    old = Recognizer.load(d)
+    np.testing.assert_allclose(
+        old.predict_flow(np.zeros((3, 28, 28), np.float32)),
+        rec.predict_flow(np.zeros((3, 28, 28), np.float32)),
+        atol=1e-6,
+    )
+
+
+def test_unreadable_video_gives_only_the_clean_error(tmp_path):
+    """FFmpeg's own 'moov atom not found' line does not precede glfnet's message (checked in a
+    fresh process: FFmpeg reads its log level once)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "clip.mp4"  # an mp4 header without its moov atom
+    bad.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(200))
+    code = (
+        "from glfnet.preprocess.media import read_video\n"
+        "from glfnet.errors import DataError\n"
+        f"try:\n    read_video({str(bad)!r})\nexcept DataError as e:\n    print(e)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "cannot read" in run.stdout and "clip.mp4" in run.stdout
+    assert "moov" not in run.stderr, run.stderr

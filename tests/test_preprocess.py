@@ -21,8 +21,14 @@ from glfnet.preprocess import apex as apex_rules
 from glfnet.preprocess.export import export_png
 from glfnet.preprocess.face import align_face, detect_landmarks, predictor_path
 from glfnet.preprocess.flow import optical_strain, resize_flow
-from glfnet.preprocess.pipeline import (PrepParams, flow_from_frames, flow_from_pair,
-                                        pick_onset_apex, prepare_cache, to_gray)
+from glfnet.preprocess.pipeline import (
+    PrepParams,
+    flow_from_frames,
+    flow_from_pair,
+    pick_onset_apex,
+    prepare_cache,
+    to_gray,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +43,7 @@ def expected_crop_motion(crop, dx, dy):
 
 # ---------------------------------------------------------------------------- face
 
+
 def test_face_found_with_landmarks(face):
     assert predictor_path().is_file()
     pts = detect_landmarks(face)
@@ -46,8 +53,9 @@ def test_face_found_with_landmarks(face):
 
 def test_eyes_are_levelled(face):
     h, w = face.shape
-    tilted = cv2.warpAffine(face, cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0), (w, h),
-                            borderMode=cv2.BORDER_REFLECT)
+    tilted = cv2.warpAffine(
+        face, cv2.getRotationMatrix2D((w / 2, h / 2), 10, 1.0), (w, h), borderMode=cv2.BORDER_REFLECT
+    )
     base, rot = align_face(face), align_face(tilted)
     assert base.face_found and rot.face_found
     assert rot.angle == pytest.approx(base.angle - 10, abs=2.0)
@@ -69,6 +77,7 @@ def test_no_face_falls_back_to_whole_frame():
 
 
 # ---------------------------------------------------------------------------- flow and strain
+
 
 def test_flow_direction_and_magnitude_match_the_motion(face):
     dx, dy = 1.5, -1.0
@@ -102,8 +111,9 @@ def test_strain_formula_and_resize_scaling():
     y, x = np.mgrid[0:32, 0:32].astype(np.float32)
     assert optical_strain(0.1 * x, 0.2 * y) == pytest.approx(np.sqrt(0.01 + 0.04), abs=1e-6)
     assert optical_strain(0.3 * y, 0 * y) == pytest.approx(np.sqrt(0.5) * 0.3, abs=1e-6)
-    flow = np.stack([np.full((128, 128), 4.0), np.full((128, 128), -2.0),
-                     np.full((128, 128), 0.5)]).astype(np.float32)
+    flow = np.stack([np.full((128, 128), 4.0), np.full((128, 128), -2.0), np.full((128, 128), 0.5)]).astype(
+        np.float32
+    )
     small = resize_flow(flow, 28)
     assert small.shape == (3, 28, 28)
     assert small[0] == pytest.approx(4.0 * 28 / 128) and small[1] == pytest.approx(-2 * 28 / 128)
@@ -136,6 +146,7 @@ def test_to_gray_and_params():
 
 # ---------------------------------------------------------------------------- apex
 
+
 def test_apex_rules():
     assert apex_rules.midpoint([1, 2, 3, 4, 5], 1, 5) == 3
     assert apex_rules.midpoint([1, 2, 5, 6], 1, 6) == 2  # 3.5 is as near 2 as 5: the earlier
@@ -161,13 +172,15 @@ def test_flow_peak_finds_the_largest_motion(face):
 
 # ---------------------------------------------------------------------------- cache
 
+
 @pytest.fixture(scope="module")
 def smic_face(tmp_path_factory):
     root = tmp_path_factory.mktemp("smicface")
-    clips = [rf.Clip("s1", "s1_ne_01", "negative", onset=1, offset=7, motion=(1.5, 0.5),
-                     extra={"peak": 3}),
-             rf.Clip("s2", "s2_po_01", "positive", onset=1, offset=5, motion=(-1.0, 0.0)),
-             rf.Clip("s2", "s2_sur_01", "surprise", onset=11, offset=15, motion=(0, 1.0))]
+    clips = [
+        rf.Clip("s1", "s1_ne_01", "negative", onset=1, offset=7, motion=(1.5, 0.5), extra={"peak": 3}),
+        rf.Clip("s2", "s2_po_01", "positive", onset=1, offset=5, motion=(-1.0, 0.0)),
+        rf.Clip("s2", "s2_sur_01", "surprise", onset=11, offset=15, motion=(0, 1.0)),
+    ]
     rf.write_smic(root, clips, kind="face")
     return root
 
@@ -187,7 +200,7 @@ def test_prepare_cache_resume_and_settings_check(smic_face, tmp_path):
     assert meta["classes"] == ["negative", "positive", "surprise"]
     assert meta["params"] == asdict(params) and meta["size"] == 28 and meta["glfnet_version"]
     m = cache.read_manifest(out)
-    assert list(m.columns[:len(cache.MANIFEST_COLUMNS)]) == cache.MANIFEST_COLUMNS
+    assert list(m.columns[: len(cache.MANIFEST_COLUMNS)]) == cache.MANIFEST_COLUMNS
     row = m.set_index("sample_id").loc["s01_s01_ne_01"]
     assert (row["apex_source"], row["apex_used"], row["face"]) == ("midpoint", "4", "found")
     assert cache.load_flow(out / row["file"]).shape == (3, 28, 28)
@@ -203,16 +216,18 @@ def test_prepare_cache_resume_and_settings_check(smic_face, tmp_path):
         prepare_cache(sel, tmp_path / "foreign", params)
 
 
+@pytest.mark.slow
 def test_flow_peak_apex_and_parallel_is_bit_identical(smic_face, tmp_path):
-    scan, sel = _selection(smic_face)
+    _, sel = _selection(smic_face)
     params = PrepParams(apex="flow-peak")
     one = prepare_cache(sel, tmp_path / "one", params, jobs=1)
     two = prepare_cache(sel, tmp_path / "two", params, jobs=2)
     row = one.manifest.set_index("sample_id").loc["s01_s01_ne_01"]
     assert (row["apex_source"], row["apex_used"]) == ("flow-peak", "3")
     for sid, rel in zip(one.manifest["sample_id"], one.manifest["file"]):
-        assert np.array_equal(cache.load_flow(tmp_path / "one" / rel),
-                              cache.load_flow(tmp_path / "two" / rel)), sid
+        assert np.array_equal(
+            cache.load_flow(tmp_path / "one" / rel), cache.load_flow(tmp_path / "two" / rel)
+        ), sid
     assert one.manifest.drop(columns="clip_dir").equals(two.manifest.drop(columns="clip_dir"))
 
 
@@ -223,7 +238,7 @@ def test_unreadable_frame_fails_that_sample_only(smic_face, tmp_path):
     shutil.copytree(smic_face, root)
     bad = sorted((root / "SMIC_all_raw/HS/s2/micro/positive/s2_po_01").iterdir())[0]
     bad.write_bytes(b"garbage")
-    scan, sel = _selection(root)
+    _, sel = _selection(root)
     res = prepare_cache(sel, tmp_path / "c", PrepParams(flow="dis"))
     m = res.manifest.set_index("sample_id")
     assert m.loc["s02_s02_po_01", "status"] == "failed"
@@ -234,7 +249,7 @@ def test_unreadable_frame_fails_that_sample_only(smic_face, tmp_path):
 def test_export_png_layout(smic_face, tmp_path):
     from PIL import Image
 
-    scan, sel = _selection(smic_face)
+    _, sel = _selection(smic_face)
     out = tmp_path / "c"
     prepare_cache(sel, out, PrepParams(flow="dis", size=32), export_png=tmp_path / "png")
     labels = (tmp_path / "png" / "labels.csv").read_text().splitlines()

@@ -7,8 +7,7 @@ from collections import Counter
 import pytest
 
 import rawfixtures as rf
-from glfnet.data.protocols import (DEFAULT_PROTOCOL, PROTOCOLS, check_protocol_for,
-                                   get_protocol)
+from glfnet.data.protocols import DEFAULT_PROTOCOL, PROTOCOLS, check_protocol_for, get_protocol
 from glfnet.data.readers import read_database
 from glfnet.data.readers.base import RawSample
 from glfnet.errors import ConfigError
@@ -35,8 +34,7 @@ def test_megc2019_exact_counts(composite):
     assert sel.classes == ["negative", "positive", "surprise"]
     assert len(sel.included) == 442
     assert len({(s.database, s.subject) for s, _ in sel.included}) == 68
-    assert Counter(lab for _, lab in sel.included) == {"negative": 250, "positive": 109,
-                                                       "surprise": 83}
+    assert Counter(lab for _, lab in sel.included) == {"negative": 250, "positive": 109, "surprise": 83}
     counts = sel.counts()
     assert counts["casme2"] == {"negative": 88, "positive": 32, "surprise": 25}
     assert counts["samm"] == {"negative": 92, "positive": 26, "surprise": 15}
@@ -56,19 +54,27 @@ def test_megc2019_exclusions(composite):
     assert {s.subject for s, _ in sel.included if s.database == "samm"}.isdisjoint({"025"})
     assert any(s.subject == "025" for s, _ in sel.excluded)
     excluded_emotions = Counter(s.emotion for s, _ in sel.excluded if s.database == "casme2")
-    assert excluded_emotions == {"others": 99, "sadness": 7, "fear": 2, "disgust": 1,
-                                 "repression": 1}
+    assert excluded_emotions == {"others": 99, "sadness": 7, "fear": 2, "disgust": 1, "repression": 1}
 
 
 def test_single_database_protocols(composite):
     casme = get_protocol("casme2-5").select(composite["casme2"].samples)
-    assert Counter(l for _, l in casme.included) == {"others": 99, "disgust": 63,
-                                                     "happiness": 32, "repression": 27,
-                                                     "surprise": 25}
+    assert Counter(l for _, l in casme.included) == {
+        "others": 99,
+        "disgust": 63,
+        "happiness": 32,
+        "repression": 27,
+        "surprise": 25,
+    }
     assert casme.classes == ["happiness", "disgust", "repression", "surprise", "others"]
     samm = get_protocol("samm-5").select(composite["samm"].samples)
-    assert Counter(l for _, l in samm.included) == {"anger": 57, "other": 26, "happiness": 26,
-                                                    "surprise": 15, "contempt": 12}
+    assert Counter(l for _, l in samm.included) == {
+        "anger": 57,
+        "other": 26,
+        "happiness": 26,
+        "surprise": 15,
+        "contempt": 12,
+    }
     smic = get_protocol("smic-3").select(composite["smic"].samples)
     assert len(smic.included) == 164
     everything = get_protocol("all").select(composite["samm"].samples)

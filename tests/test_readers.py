@@ -8,8 +8,13 @@ import pytest
 
 import rawfixtures as rf
 from glfnet.data.readers import READERS, get_reader, read_database
-from glfnet.data.readers.base import (compress_ranges, frame_number_of, list_frames, norm_key,
-                                      parse_frame_number)
+from glfnet.data.readers.base import (
+    compress_ranges,
+    frame_number_of,
+    list_frames,
+    norm_key,
+    parse_frame_number,
+)
 from glfnet.errors import ConfigError, DataError
 
 
@@ -18,6 +23,7 @@ def by_id(scan):
 
 
 # ---------------------------------------------------------------------------- helpers
+
 
 def test_frame_numbers_sort_numerically(tmp_path):
     for name in ["img10.jpg", "img9.jpg", "img100.jpg", "img46.jpg", "notes.txt", "Thumbs.db"]:
@@ -38,6 +44,7 @@ def test_small_parsers():
 
 # ---------------------------------------------------------------------------- CASME II
 
+
 @pytest.fixture(scope="module")
 def casme2_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("casme2")
@@ -53,8 +60,7 @@ def test_casme2_samples_and_ids(casme2_root):
     a = s["sub01_EP02_01f"]
     assert (a.subject, a.clip, a.emotion) == ("sub01", "EP02_01f", "happiness")
     assert (a.onset, a.apex, a.offset) == (8, 10, 12)
-    assert [p.name for p in a.frames] == ["img8.jpg", "img9.jpg", "img10.jpg", "img11.jpg",
-                                         "img12.jpg"]
+    assert [p.name for p in a.frames] == ["img8.jpg", "img9.jpg", "img10.jpg", "img11.jpg", "img12.jpg"]
     assert a.action_units == "4" and a.anomalies == []
 
 
@@ -65,8 +71,7 @@ def test_casme2_anomalies_are_reported_not_dropped(casme2_root):
     assert any("apex equals onset" in a for a in s["sub05_EP09_05f"].anomalies)
     assert any("frames missing on disk: 4" in a for a in s["sub02_EP14_01"].anomalies)
     no_folder = s["sub03_EP07_04"]
-    assert no_folder.frames == [] and any("clip folder not found" in a
-                                          for a in no_folder.anomalies)
+    assert no_folder.frames == [] and any("clip folder not found" in a for a in no_folder.anomalies)
     no_row = s["sub03_EP19_99"]
     assert not no_row.annotated and any("has no row" in a for a in no_row.anomalies)
 
@@ -78,8 +83,10 @@ def test_casme2_root_one_level_deeper(casme2_root):
 
 
 def test_casme2_other_sheet_versions_and_variants(tmp_path):
-    clips = [rf.Clip(1, "EP02_01f", "happiness", onset=1, apex=2, offset=3),
-             rf.Clip(12, "EP06_02_01", "others", onset=1, apex=2, offset=3)]
+    clips = [
+        rf.Clip(1, "EP02_01f", "happiness", onset=1, apex=2, offset=3),
+        rf.Clip(12, "EP06_02_01", "others", onset=1, apex=2, offset=3),
+    ]
     rf.write_casme2(tmp_path / "a", clips, sheet="CASME2-coding-20190701.xlsx")
     assert read_database("casme2", tmp_path / "a").annotations.name.endswith("20190701.xlsx")
     rf.write_casme2(tmp_path / "b", clips, variant="cropped", sheet="CASME2-coding-updated.xlsx")
@@ -96,11 +103,21 @@ def test_casme2_other_sheet_versions_and_variants(tmp_path):
 def test_header_found_after_title_rows_and_csv(tmp_path):
     clips = [rf.Clip(3, "EP01_01", "surprise", onset=1, apex=2, offset=3)]
     rf.write_casme2(tmp_path, clips, sheet=None)
-    header = ["Subject", "Filename", "OnsetFrame", "ApexFrame", "OffsetFrame", "Action Units",
-              "Estimated Emotion"]
-    rf.write_xlsx(tmp_path / "CASME2-coding-20140508.xlsx", header,
-                  [["03", "EP01_01", "1", "2", "3", "1+2", "Surprise"]],
-                  preamble=[["CASME II coding"], ["version 2014"]])
+    header = [
+        "Subject",
+        "Filename",
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        "Action Units",
+        "Estimated Emotion",
+    ]
+    rf.write_xlsx(
+        tmp_path / "CASME2-coding-20140508.xlsx",
+        header,
+        [["03", "EP01_01", "1", "2", "3", "1+2", "Surprise"]],
+        preamble=[["CASME II coding"], ["version 2014"]],
+    )
     s = read_database("casme2", tmp_path).samples[0]
     assert (s.subject, s.apex, s.emotion) == ("sub03", 2, "surprise")
     csv = tmp_path / "my.csv"
@@ -109,6 +126,7 @@ def test_header_found_after_title_rows_and_csv(tmp_path):
 
 
 # ---------------------------------------------------------------------------- SAMM
+
 
 @pytest.fixture(scope="module")
 def samm_root(tmp_path_factory):
@@ -121,8 +139,7 @@ def test_samm_preamble_ids_and_absolute_frames(samm_root):
     scan = read_database("samm", samm_root)
     s = by_id(scan)
     a = s["006_006_1_2"]
-    assert (a.subject, a.clip, a.emotion, a.onset, a.apex) == ("006", "006_1_2", "anger",
-                                                               5562, 5564)
+    assert (a.subject, a.clip, a.emotion, a.onset, a.apex) == ("006", "006_1_2", "anger", 5562, 5564)
     assert a.frames[0].name == "006_05562.jpg" and a.extra["micro"].startswith("Micro")
     big = s["006_006_1_3"]
     assert big.frame_numbers == [99998, 99999, 100000, 100001]
@@ -135,6 +152,7 @@ def test_samm_root_at_frames_folder(samm_root):
 
 
 # ---------------------------------------------------------------------------- SMIC
+
 
 def test_smic_hs_folder_labels_and_names(tmp_path):
     rf.smic_quirky(tmp_path)
@@ -154,10 +172,10 @@ def test_smic_misfiled_clip_is_flagged(tmp_path):
 
 
 def test_smic_e_absolute_and_relative_numbering(tmp_path):
-    clips = [rf.Clip("s1", "s1_ne_01", "negative", onset=46465, offset=46470,
-                     frames=list(range(46460, 46480))),
-             rf.Clip(2, "s2_sur_03", "surprise", onset=1010, offset=1015,
-                     frames=list(range(1000, 1020)))]
+    clips = [
+        rf.Clip("s1", "s1_ne_01", "negative", onset=46465, offset=46470, frames=list(range(46460, 46480))),
+        rf.Clip(2, "s2_sur_03", "surprise", onset=1010, offset=1015, frames=list(range(1000, 1020))),
+    ]
     rf.write_smic_e(tmp_path / "abs", clips)
     s = by_id(read_database("smic-e", tmp_path / "abs"))
     a = s["s01_s01_ne_01"]
@@ -167,21 +185,27 @@ def test_smic_e_absolute_and_relative_numbering(tmp_path):
     root = tmp_path / "rel"
     c = rf.Clip("s1", "s1_ne_01", "negative", onset=1, offset=20, frames=list(range(1, 21)))
     rf.write_smic_e(root, [c], sheet=None)
-    rf.write_xlsx(root / "SMIC-HS-E_annotation.xlsx",
-                  ["Subject", "Filename", "OnsetF", "OffsetF", "FirstF", "LastF", "Emotion"],
-                  [["s1", "s1_ne_01", 46465, 46470, 46460, 46479, "negative"]], sheet="HS")
+    rf.write_xlsx(
+        root / "SMIC-HS-E_annotation.xlsx",
+        ["Subject", "Filename", "OnsetF", "OffsetF", "FirstF", "LastF", "Emotion"],
+        [["s1", "s1_ne_01", 46465, 46470, 46460, 46479, "negative"]],
+        sheet="HS",
+    )
     r = read_database("smic-e", root).samples[0]
     assert (r.onset, r.offset) == (6, 11) and r.anomalies == []
 
 
 # ---------------------------------------------------------------------------- CAS(ME)^3, MMEW
 
+
 def test_casme3a_repeated_letters_and_color_folder(tmp_path):
-    clips = [rf.Clip("spNO.1", "a", "happy", onset=10, apex=12, offset=14,
-                     frames=list(range(1, 30))),
-             rf.Clip("spNO.1", "a", "surprise", onset=20, apex=22, offset=24,
-                     frames=list(range(1, 30)), folder=False),
-             rf.Clip("spNO.2", "b", "disgust", onset=5, apex=6, offset=7)]
+    clips = [
+        rf.Clip("spNO.1", "a", "happy", onset=10, apex=12, offset=14, frames=list(range(1, 30))),
+        rf.Clip(
+            "spNO.1", "a", "surprise", onset=20, apex=22, offset=24, frames=list(range(1, 30)), folder=False
+        ),
+        rf.Clip("spNO.2", "b", "disgust", onset=5, apex=6, offset=7),
+    ]
     rf.write_casme3a(tmp_path, clips)
     s = by_id(read_database("casme3a", tmp_path))
     assert set(s) == {"spNO.1_a_10", "spNO.1_a_20", "spNO.2_b_5"}
@@ -189,9 +213,10 @@ def test_casme3a_repeated_letters_and_color_folder(tmp_path):
 
 
 def test_mmew_folder_emotion_mismatch(tmp_path):
-    clips = [rf.Clip("S01", "S01_happiness_1", "happiness", onset=1, apex=2, offset=4),
-             rf.Clip("S02", "S02_fear_2", "fear", onset=1, apex=2, offset=4,
-                     extra={"folder": "surprise"})]
+    clips = [
+        rf.Clip("S01", "S01_happiness_1", "happiness", onset=1, apex=2, offset=4),
+        rf.Clip("S02", "S02_fear_2", "fear", onset=1, apex=2, offset=4, extra={"folder": "surprise"}),
+    ]
     rf.write_mmew(tmp_path, clips)
     s = by_id(read_database("mmew", tmp_path))
     assert s["S01_S01_happiness_1"].anomalies == []
@@ -200,13 +225,19 @@ def test_mmew_folder_emotion_mismatch(tmp_path):
 
 # ---------------------------------------------------------------------------- errors
 
+
 def test_wrong_root_and_layout_messages(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         read_database("casme2", tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    for db, expected in [("casme2", "CASME2-RAW"), ("samm", "SAMM/<SSS>"),
-                         ("smic", "SMIC_all_raw/HS"), ("smic-e", "HS/s<k>"),
-                         ("casme3a", "spNO"), ("mmew", "Micro_Expression")]:
+    for db, expected in [
+        ("casme2", "CASME2-RAW"),
+        ("samm", "SAMM/<SSS>"),
+        ("smic", "SMIC_all_raw/HS"),
+        ("smic-e", "HS/s<k>"),
+        ("casme3a", "spNO"),
+        ("mmew", "Micro_Expression"),
+    ]:
         with pytest.raises(DataError, match="Expected layout") as e:
             read_database(db, tmp_path / "empty")
         assert expected in str(e.value)
@@ -219,18 +250,20 @@ def test_missing_or_misnamed_sheet_lists_names(tmp_path):
     with pytest.raises(DataError) as e:
         read_database("casme2", tmp_path)
     msg = str(e.value)
-    assert "CASME2-coding-20140508.xlsx" in msg and "--annotations" in msg
+    assert "CASME2-coding-20140508.xlsx" in msg and "`annotations`" in msg and "--" not in msg
     with pytest.raises(DataError, match="does not exist"):
         read_database("casme2", tmp_path, annotations=tmp_path / "nope.xlsx")
     assert read_database("casme2", tmp_path, annotations=tmp_path / "coding.xlsx").samples
 
 
 def test_sheet_missing_column_names_it(tmp_path):
-    rf.write_samm(tmp_path, [rf.Clip(6, "006_1_2", "Anger", onset=1, apex=2, offset=3)],
-                  sheet=None)
-    rf.write_xlsx(tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx",
-                  ["Subject", "Filename", "Onset Frame", "Offset Frame", "Estimated Emotion"],
-                  [[6, "006_1_2", 1, 3, "Anger"]], preamble=rf.SAMM_PREAMBLE)
+    rf.write_samm(tmp_path, [rf.Clip(6, "006_1_2", "Anger", onset=1, apex=2, offset=3)], sheet=None)
+    rf.write_xlsx(
+        tmp_path / "SAMM_Micro_FACS_Codes_v2.xlsx",
+        ["Subject", "Filename", "Onset Frame", "Offset Frame", "Estimated Emotion"],
+        [[6, "006_1_2", 1, 3, "Anger"]],
+        preamble=rf.SAMM_PREAMBLE,
+    )
     with pytest.raises(DataError, match="Apex Frame"):
         read_database("samm", tmp_path)
 

@@ -30,8 +30,11 @@ def _files(folder: Path) -> list[str]:
 
 def _frame(out: Path, clip: dict, number: int) -> np.ndarray:
     folder = out / clip["path"]
-    name = {"casme2": f"img{number}.jpg", "samm": f"{clip['subject']}_{number:05d}.jpg",
-            "smic": f"image{number:06d}.bmp"}[clip["database"]]
+    name = {
+        "casme2": f"img{number}.jpg",
+        "samm": f"{clip['subject']}_{number:05d}.jpg",
+        "smic": f"image{number:06d}.bmp",
+    }[clip["database"]]
     return cv2.imread(str(folder / name), cv2.IMREAD_GRAYSCALE)
 
 
@@ -39,12 +42,22 @@ def _clips(truth, db):
     return [c for c in truth["clips"] if c["database"] == db]
 
 
+@pytest.mark.slow
 def test_casme2_layout_and_sheet(dataset):
     out, _, truth = dataset
     wb = openpyxl.load_workbook(out / "CASME2" / "CASME2-coding-20140508.xlsx")
     rows = list(wb.active.iter_rows(values_only=True))
-    assert list(rows[0]) == ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame",
-                             None, "Action Units", "Estimated Emotion"]
+    assert list(rows[0]) == [
+        "Subject",
+        "Filename",
+        None,
+        "OnsetFrame",
+        "ApexFrame",
+        "OffsetFrame",
+        None,
+        "Action Units",
+        "Estimated Emotion",
+    ]
     clips = _clips(truth, "casme2")
     assert len(rows) - 1 == len(clips)
     by_id = {(f"sub{r[0]:02d}", r[1]): r for r in rows[1:]}
@@ -64,10 +77,14 @@ def test_casme2_layout_and_sheet(dataset):
     assert emotions <= {"disgust", "repression", "happiness", "surprise", "others"}
 
 
+@pytest.mark.slow
 def test_samm_layout_and_sheet(dataset):
     out, _, truth = dataset
-    rows = list(openpyxl.load_workbook(out / "SAMM" / "SAMM_Micro_FACS_Codes_v2.xlsx")
-                .active.iter_rows(values_only=True))
+    rows = list(
+        openpyxl.load_workbook(out / "SAMM" / "SAMM_Micro_FACS_Codes_v2.xlsx").active.iter_rows(
+            values_only=True
+        )
+    )
     assert "Subject" not in [v for r in rows[:13] for v in r]  # 13 rows of notes first
     assert list(rows[13]) == syn.SAMM_COLUMNS  # header on row 14
     table = {r[1]: r for r in rows[14:]}
@@ -79,8 +96,12 @@ def test_samm_layout_and_sheet(dataset):
         assert re.fullmatch(r"SAMM/SAMM/\d{3}/\d{3}_\d_\d+", c["path"])
         assert subject == int(c["subject"]) and clip.startswith(c["subject"] + "_")
         assert int(clip.split("_")[1]) == inducement
-        assert (onset, apex, offset, duration) == (c["onset"], c["apex"], c["offset"],
-                                                   c["offset"] - c["onset"] + 1)
+        assert (onset, apex, offset, duration) == (
+            c["onset"],
+            c["apex"],
+            c["offset"],
+            c["offset"] - c["onset"] + 1,
+        )
         names = _files(out / c["path"])
         assert all(re.fullmatch(rf"{c['subject']}_\d{{5}}\.jpg", n) for n in names)  # 5 digits
         assert [int(n[4:9]) for n in names] == list(range(c["first_frame"], c["last_frame"] + 1))
@@ -88,6 +109,7 @@ def test_samm_layout_and_sheet(dataset):
         assert micro == "Micro" and emotion == c["emotion"]
 
 
+@pytest.mark.slow
 def test_smic_layout(dataset):
     out, _, truth = dataset
     codes = {"negative": "ne", "positive": "po", "surprise": "sur"}
@@ -103,6 +125,7 @@ def test_smic_layout(dataset):
         assert c["onset"] < c["apex"] < c["offset"]
 
 
+@pytest.mark.slow
 def test_class_counts_match_truth(dataset):
     out, summary, truth = dataset
     per_db = summary["databases"].values()
@@ -123,6 +146,7 @@ def test_class_counts_match_truth(dataset):
     assert "CASME2" in text and "negative" in text
 
 
+@pytest.mark.slow
 def test_displacement_field_directions(dataset):
     _, _, truth = dataset
     lm = np.array(truth["subjects"][0]["landmarks"], np.float32)
@@ -152,6 +176,7 @@ def test_time_course():
     assert np.all(np.diff(s[2:7]) > 0) and np.all(np.diff(s[6:11]) < 0)
 
 
+@pytest.mark.slow
 def test_flow_at_apex_shows_the_action_units(dataset):
     """Measured onset -> apex flow at each coded action unit goes the model's way."""
     out, _, truth = dataset
@@ -166,13 +191,14 @@ def test_flow_at_apex_shows_the_action_units(dataset):
                 if gain < 0.8:  # a weak (one-sided) part
                     continue
                 x, y = lm[list(points)].mean(0).astype(int)
-                v = flow[y - 5:y + 6, x - 5:x + 6].reshape(-1, 2).mean(0)
+                v = flow[y - 5 : y + 6, x - 5 : x + 6].reshape(-1, 2).mean(0)
                 along = v @ np.asarray(direction) / np.linalg.norm(direction)
                 assert along > 0.1, (c["sample_id"], au)
                 checked += 1
     assert checked >= 30
 
 
+@pytest.mark.slow
 def test_tvl1_on_face_crop_sees_the_main_action_unit(dataset):
     """As the pipeline does: TV-L1 on a 128 px face crop, onset -> apex, one clip per class."""
     out, _, truth = dataset
@@ -191,10 +217,11 @@ def test_tvl1_on_face_crop_sees_the_main_action_unit(dataset):
         part = int(np.argmax(c["au_gains"][au]))
         points, direction, _ = syn.AU_MODEL[au][part]
         x, y = (m[:, :2] @ lm[list(points)].mean(0) + m[:, 2]).astype(int)
-        v = flow[y - 5:y + 6, x - 5:x + 6].reshape(-1, 2).mean(0)
+        v = flow[y - 5 : y + 6, x - 5 : x + 6].reshape(-1, 2).mean(0)
         assert v @ np.asarray(direction) / np.linalg.norm(direction) > 0.1, (c["sample_id"], au)
 
 
+@pytest.mark.slow
 def test_dlib_finds_the_face_on_every_onset_frame(dataset):
     out, _, truth = dataset
     detector, _ = syn._dlib()
@@ -203,10 +230,10 @@ def test_dlib_finds_the_face_on_every_onset_frame(dataset):
         assert len(detector(onset, 0)) == 1 and len(detector(onset, 1)) == 1, c["sample_id"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes(tmp_path):
     def tree(root):
-        return {p.relative_to(root).as_posix(): p.read_bytes()
-                for p in root.rglob("*") if p.is_file()}
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
     args = dict(subjects_per_db=1, clips_per_subject=3, others_per_db=1)
     syn.generate(tmp_path / "a", seed=7, **args)
@@ -220,12 +247,21 @@ def test_same_seed_same_bytes(tmp_path):
     assert smic_a != smic_c and a["synthetic.json"] != c["synthetic.json"]
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(subjects_per_db=0), dict(subjects_per_db=2.5), dict(clips_per_subject=0),
-    dict(subjects_per_db=1, clips_per_subject=2), dict(others_per_db=-1),
-    dict(databases=("casme2", "mmew")), dict(databases=()), dict(amplitude=(2, 1)),
-    dict(amplitude="big"), dict(subjects_per_db=True),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(subjects_per_db=0),
+        dict(subjects_per_db=2.5),
+        dict(clips_per_subject=0),
+        dict(subjects_per_db=1, clips_per_subject=2),
+        dict(others_per_db=-1),
+        dict(databases=("casme2", "mmew")),
+        dict(databases=()),
+        dict(amplitude=(2, 1)),
+        dict(amplitude="big"),
+        dict(subjects_per_db=True),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs):
     with pytest.raises(ConfigError):
         syn.generate(tmp_path / "out", **kwargs)

@@ -55,13 +55,15 @@ def test_small_rotation_preserves_magnitude():
     x = torch.tensor(synth_flow("negative", np.random.default_rng(2), 56, noise=0.0))[None]
     r = T.warp(x, T.affine_matrices(torch.tensor([15.0])))
     yy, xx = torch.meshgrid(torch.arange(56.0), torch.arange(56.0), indexing="ij")
-    disc = ((yy - 27.5) ** 2 + (xx - 27.5) ** 2) < 22 ** 2  # rotation maps it onto itself
+    disc = ((yy - 27.5) ** 2 + (xx - 27.5) ** 2) < 22**2  # rotation maps it onto itself
     mag = lambda t: torch.sqrt(t[:, 0] ** 2 + t[:, 1] ** 2)[:, disc].sum()  # noqa: E731
     assert abs(mag(r) / mag(x) - 1) < 0.05
 
 
 def test_minmax_reencoding_of_a_release_image_is_identity():
-    enc = torch.tensor(encode_flow_image(_field(3)[0].numpy()).transpose(2, 0, 1) / 255.0, dtype=torch.float32)[None]
+    enc = torch.tensor(
+        encode_flow_image(_field(3)[0].numpy()).transpose(2, 0, 1) / 255.0, dtype=torch.float32
+    )[None]
     assert torch.allclose(T.minmax(T.to_centered(enc, "minmax")), enc, atol=1e-6)
 
 
@@ -76,4 +78,6 @@ def test_random_augment_is_deterministic_per_generator():
 def test_resize_rescales_raw_vectors():
     x = torch.ones(1, 3, 28, 28)
     r = T.resize(x, 56, "raw")
-    assert torch.allclose(r[:, :2], torch.full_like(r[:, :2], 2.0)) and torch.allclose(r[:, 2], torch.ones(1, 56, 56))
+    assert torch.allclose(r[:, :2], torch.full_like(r[:, :2], 2.0)) and torch.allclose(
+        r[:, 2], torch.ones(1, 56, 56)
+    )

@@ -76,7 +76,7 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
             base = node.module or ""
             if node.level:
                 pkg = name.split(".") if is_pkg else name.split(".")[:-1]
-                pkg = pkg[:len(pkg) - node.level + 1]
+                pkg = pkg[: len(pkg) - node.level + 1]
                 base = ".".join(pkg + ([base] if base else []))
             if base.split(".")[0] != "glfnet":
                 continue
@@ -98,15 +98,24 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
             edges.add((prefix, t_prefix))
             where = f"{path.relative_to(SRC.parent)}:{line}"
             if t_rank > rank:
-                problems.append(f"{where}: {name} ({LAYERS[rank][0]}) imports {target} "
-                                f"({LAYERS[t_rank][0]}), a higher layer")
+                problems.append(
+                    f"{where}: {name} ({LAYERS[rank][0]}) imports {target} "
+                    f"({LAYERS[t_rank][0]}), a higher layer"
+                )
             elif t_rank == rank and t_prefix != prefix and LAYERS[rank][0] == "eval":
-                problems.append(f"{where}: {name} imports {target}: two packages of the "
-                                f"{LAYERS[rank][0]} layer must not depend on each other")
-            elif (prefix == "glfnet.cli" and target.startswith("glfnet.cli.")
-                  and name != "glfnet.cli.main" and target != "glfnet.cli.common"):
-                problems.append(f"{where}: {name} imports {target}: command modules call the "
-                                f"library, not each other")
+                problems.append(
+                    f"{where}: {name} imports {target}: two packages of the "
+                    f"{LAYERS[rank][0]} layer must not depend on each other"
+                )
+            elif (
+                prefix == "glfnet.cli"
+                and target.startswith("glfnet.cli.")
+                and name != "glfnet.cli.main"
+                and target != "glfnet.cli.common"
+            ):
+                problems.append(
+                    f"{where}: {name} imports {target}: command modules call the library, not each other"
+                )
     return sorted(e for e in edges if e[0] != e[1]), sorted(set(problems))
 
 

@@ -20,7 +20,7 @@ from glfnet.errors import ModelFileError
 
 def save(path: str | Path, model: torch.nn.Module, meta: dict) -> Path:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = {"glfnet": json.dumps(meta, default=io._json_default)}
+    header = {"glfnet": json.dumps(meta, default=io.json_default)}
     return io.atomic_write(path, lambda p: save_file(state, str(p), metadata=header))
 
 
@@ -34,9 +34,11 @@ def load(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         state = load_file(str(path))
         meta = json.loads(header["glfnet"])
     except (SafetensorError, OSError, ValueError, KeyError, RuntimeError) as e:
-        raise ModelFileError(f"{path} is not a readable glfnet model file ({type(e).__name__}: "
-                             f"{e}). It may be truncated or from another tool; re-create it "
-                             "with `glfnet train`.") from None
+        raise ModelFileError(
+            f"{path} is not a readable glfnet model file ({type(e).__name__}: "
+            f"{e}). It may be truncated or from another tool; re-create it "
+            "with `glfnet train`."
+        ) from None
     return state, meta
 
 
@@ -46,6 +48,8 @@ def load_into(model: torch.nn.Module, state: dict, path: str | Path) -> torch.nn
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
-        raise ModelFileError(f"{path} does not match the model its config describes ({first}). "
-                             "The weights and config.json come from different runs.") from None
+        raise ModelFileError(
+            f"{path} does not match the model its config describes ({first}). "
+            "The weights and config.json come from different runs."
+        ) from None
     return model

@@ -3,27 +3,46 @@
 Precedence: defaults < ``--config FILE`` < flags. The resolved configuration is written to
 every run directory as ``config.yaml``; feeding that file back with ``--config`` reproduces
 the run. Defaults were chosen on the SMIC development set (docs/training.md).
+
+Fields with fixed choices are typed with the ``Literal`` aliases below (``Protocol``,
+``Loss``, ``BaseLoss``, ``InputNorm``, ``Device``): validation and the command line read
+the allowed values from them. Error messages name fields in backticks (```epochs```).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 
 from glfnet.errors import ConfigError
 
+# Allowed values, spelled once: validation, the losses and the command line's help and
+# parsing all read them (``typing.get_args``).
+Protocol = Literal["loso", "lodo"]  # leave one subject / one database out
+Loss = Literal["cb", "ce"]  # class-balanced (the paper's) | equal weights
+BaseLoss = Literal["ce", "focal"]
+# signed: per-image unit range, zero motion kept at zero | minmax: per-image min-max to
+# [0, 1] (the release encoding) | global: raw magnitudes; then fold standardisation
+InputNorm = Literal["signed", "minmax", "global"]
+Device = Literal["cpu", "cuda"]
+
 
 @dataclass
 class Config:
+    """The options of a run; :meth:`validate` checks them all before anything starts."""
+
     # model
     model: str = "glfnet_t"
     model_args: dict = field(default_factory=dict)
     input_size: int | None = None  # None: the preset's size (28 glfnet_t/glfnet_s/ststnet, 224 glfnet)
     # protocol
-    protocol: str = "loso"  # loso | lodo
+    protocol: Protocol = "loso"
     seeds: list[int] = field(default_factory=lambda: [0])
     # optimisation
     epochs: int = 30
@@ -32,15 +51,13 @@ class Config:
     weight_decay: float = 0.05
     warmup_epochs: int = 2
     # loss
-    loss: str = "cb"  # cb (class-balanced) | ce
+    loss: Loss = "cb"
     cb_beta: float = 0.999
-    base_loss: str = "ce"  # ce | focal
+    base_loss: BaseLoss = "ce"
     focal_gamma: float = 2.0
     label_smoothing: float = 0.1
     # input and augmentation
-    # signed: per-image unit range, zero motion kept at zero | minmax: per-image min-max to
-    # [0, 1] (the release encoding) | global: raw magnitudes; then fold standardisation
-    input_norm: str = "signed"
+    input_norm: InputNorm = "signed"
     hflip: float = 0.5  # probability
     rotate: float = 10.0  # max degrees
     scale: float = 0.05  # max relative zoom
@@ -57,7 +74,7 @@ class Config:
     # run
     jobs: int = 0  # fold workers on CPU; 0 = one per core (results do not depend on it)
     oracle: bool = False
-    device: str = "cpu"  # cpu | cuda
+    device: Device = "cpu"
     amp: bool = False  # bfloat16 autocast on cuda
     save_checkpoints: bool = False
     report: bool = True
@@ -65,66 +82,106 @@ class Config:
     # fields that do not change a fold's honest predictions (resume may differ in these)
     RUN_ONLY = ("seeds", "jobs", "oracle", "save_checkpoints", "report")
 
-    def validate(self) -> "Config":
-        from glfnet.models import list_models
+    def validate(self) -> Config:
+        """Check every field before anything is written or started: fixed choices, ranges,
+        the device, and the model options (the model is built once, on CPU). Returns self;
+        raises ConfigError naming the parameter in backticks."""
+        from glfnet.models.registry import check_model_args, list_models
 
-        def bad(name, value, allowed):
-            raise ConfigError(f"{name}: {value!r} is not allowed; choose {allowed}")
-
-        if self.model not in list_models():
-            bad("model", self.model, " | ".join(list_models()))
-        if self.protocol not in ("loso", "lodo"):
-            bad("protocol", self.protocol, "loso | lodo")
-        if self.loss not in ("cb", "ce"):
-            bad("loss", self.loss, "cb | ce")
-        if self.base_loss not in ("ce", "focal"):
-            bad("base_loss", self.base_loss, "ce | focal")
-        if self.input_norm not in ("signed", "minmax", "global"):
-            bad("input_norm", self.input_norm, "signed | minmax | global")
-        if self.device not in ("cpu", "cuda"):
-            bad("device", self.device, "cpu | cuda")
-        if self.jobs < 0:
-            raise ConfigError(f"jobs must be 0 (one per CPU core) or more, got {self.jobs}")
-        for name, lo in (("epochs", 1), ("batch_size", 2)):
-            if int(getattr(self, name)) < lo:
-                raise ConfigError(f"{name} must be at least {lo}, got {getattr(self, name)}")
-        if int(self.ensemble) < 1:
-            raise ConfigError(f"ensemble must be at least 1 (networks per fold), got {self.ensemble}")
-        if not 0 <= int(self.swa_epochs) < int(self.epochs):
-            raise ConfigError(f"swa_epochs must be 0 (off) or fewer than epochs ({self.epochs}), "
-                              f"got {self.swa_epochs}")
-        if self.swa_epochs and self.val_subjects > 0:
-            raise ConfigError("swa_epochs averages the last epochs' weights and val_subjects picks one "
-                              "epoch: use one of them")
-        if not 0 < self.swa_lr <= 1:
-            raise ConfigError(f"swa_lr is a fraction of lr in (0, 1], got {self.swa_lr}")
-        if self.mixup < 0:
-            raise ConfigError(f"mixup is a Beta(a, a) parameter, 0 (off) or more, got {self.mixup}")
-        if not 0 < self.cb_beta < 1:
-            raise ConfigError(f"cb_beta must be in (0, 1), got {self.cb_beta}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.val_subjects < 1:
-            raise ConfigError(f"val_subjects is a fraction of training subjects in [0, 1), got {self.val_subjects}")
-        if not self.seeds:
-            raise ConfigError("give at least one seed")
+        for name, allowed in _choice_fields().items():
+            _check_choice(name, getattr(self, name), allowed)
+        _check_choice("model", self.model, tuple(list_models()))
+        self._check_ranges()
+        self._check_combinations()
+        check_model_args(self.model, self.model_args, self.input_size)
+        check_device(self.device)
         return self
 
+    def _check_ranges(self) -> None:
+        if self.jobs < 0:
+            raise ConfigError(f"`jobs` must be 0 (one per CPU core) or more, got {self.jobs}")
+        for name, lo in (("epochs", 1), ("batch_size", 2)):
+            if int(getattr(self, name)) < lo:
+                raise ConfigError(f"`{name}` must be at least {lo}, got {getattr(self, name)}")
+        if int(self.ensemble) < 1:
+            raise ConfigError(f"`ensemble` must be at least 1 (networks per fold), got {self.ensemble}")
+        if not 0 < self.swa_lr <= 1:
+            raise ConfigError(f"`swa_lr` is a fraction of `lr` in (0, 1], got {self.swa_lr}")
+        if self.mixup < 0:
+            raise ConfigError(f"`mixup` is a Beta(a, a) parameter, 0 (off) or more, got {self.mixup}")
+        if not 0 < self.cb_beta < 1:
+            raise ConfigError(f"`cb_beta` must be in (0, 1), got {self.cb_beta}")
+        if self.lr <= 0:
+            raise ConfigError(f"`lr` must be positive, got {self.lr}")
+        if not 0 <= self.val_subjects < 1:
+            raise ConfigError(
+                f"`val_subjects` is a fraction of training subjects in [0, 1), got {self.val_subjects}"
+            )
+        if not self.seeds:
+            raise ConfigError("`seeds`: give at least one seed")
+
+    def _check_combinations(self) -> None:
+        if not 0 <= int(self.swa_epochs) < int(self.epochs):
+            raise ConfigError(
+                f"`swa_epochs` must be 0 (off) or fewer than `epochs` ({self.epochs}), got {self.swa_epochs}"
+            )
+        if self.swa_epochs and self.val_subjects > 0:
+            raise ConfigError(
+                "`swa_epochs` averages the last epochs' weights and "
+                "`val_subjects` picks one epoch: use one of them"
+            )
+
+    @staticmethod
+    def choices(name: str) -> tuple:
+        """The allowed values of field ``name`` (typed with a ``Literal``); () otherwise."""
+        return _choice_fields().get(name, ())
+
     def to_dict(self) -> dict:
+        """The fields as a plain dict (what config.yaml holds)."""
         return asdict(self)
 
     def fingerprint(self) -> dict:
         """What must match for finished folds to be reused on resume."""
         return {k: v for k, v in self.to_dict().items() if k not in self.RUN_ONLY}
 
-    def replace(self, **changes) -> "Config":
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
 
 
+@lru_cache(maxsize=1)
+def _choice_fields() -> dict[str, tuple]:
+    """{field: allowed values} for the fields typed with a ``Literal`` alias."""
+    hints = typing.get_type_hints(Config)
+    return {
+        f.name: typing.get_args(hints[f.name])
+        for f in fields(Config)
+        if typing.get_origin(hints[f.name]) is Literal
+    }
+
+
+def _check_choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"`{name}`: {value!r} is not allowed; choose {' | '.join(allowed)}")
+
+
+def check_device(device: str) -> None:
+    """A ConfigError unless ``device`` is ``cpu``, or ``cuda`` with a GPU PyTorch sees."""
+    _check_choice("device", device, typing.get_args(Device))
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "`device` cuda was asked for but PyTorch sees no CUDA GPU here; use `device` cpu."
+            )
+
+
 def load_yaml(path: str | Path) -> dict:
+    """The options in a YAML configuration file (a run's config.yaml reads back)."""
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
@@ -136,12 +193,14 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {p} must hold a mapping of option: value")
     unknown = sorted(set(data) - set(CONFIG_KEYS) - {"data", "labels", "data_digest", "glfnet_version"})
     if unknown:
-        raise ConfigError(f"config file {p}: unknown option(s) {', '.join(unknown)}; "
-                          f"valid options are {', '.join(CONFIG_KEYS)}")
+        raise ConfigError(
+            f"config file {p}: unknown option(s) {', '.join(unknown)}; "
+            f"valid options are {', '.join(CONFIG_KEYS)}"
+        )
     return {k: v for k, v in data.items() if k in CONFIG_KEYS}
 
 
-def build_config(file: str | Path | None = None, **flags) -> Config:
+def build_config(file: str | Path | None = None, **flags: Any) -> Config:
     """Defaults < YAML file < flags (flags given as None are 'not set')."""
     values = load_yaml(file) if file else {}
     values.update({k: v for k, v in flags.items() if v is not None})
@@ -156,6 +215,7 @@ def build_config(file: str | Path | None = None, **flags) -> Config:
 
 
 def dump_yaml(cfg: Config, extra: dict | None = None) -> str:
+    """``cfg`` as YAML, after the ``extra`` keys (data source, digest, version)."""
     data = dict(extra or {})
     data.update(cfg.to_dict())
     return yaml.safe_dump(data, sort_keys=False)

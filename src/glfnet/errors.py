@@ -10,7 +10,7 @@ class GlfnetError(Exception):
 class DataError(GlfnetError):
     """Bad or inconsistent input data (images, label files, dataset folders, caches)."""
 
-    def __init__(self, message: str, problems: list[str] | None = None):
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
         self.problems = list(problems or [])
         if self.problems:
             shown = self.problems[:50]

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` then atomically rename ``tmp_path`` to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,25 +43,28 @@ def write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n")
 
 
-def write_csv(path: str | Path, frame) -> Path:
+def write_csv(path: str | Path, frame: pd.DataFrame) -> Path:
     """Write a pandas DataFrame as CSV atomically (no index)."""
     return atomic_write(path, lambda p: frame.to_csv(p, index=False))
 
 
-def write_npz(path: str | Path, **arrays) -> Path:
+def write_npz(path: str | Path, **arrays: Any) -> Path:
+    """Write named arrays as a compressed .npz atomically."""
     import numpy as np
 
-    def _w(p: Path):
+    def _w(p: Path) -> None:
         with open(p, "wb") as fh:
             np.savez_compressed(fh, **arrays)
 
     return atomic_write(path, _w)
 
 
-def _json_default(o):
+def json_default(o: object) -> Any:
+    """``json.dumps``'s ``default`` for glfnet's values: numpy scalars and arrays as numbers
+    and lists, paths as text; TypeError for anything else."""
     import numpy as np
 
     if isinstance(o, np.integer):

@@ -9,17 +9,20 @@ one class only).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 
-def confusion(y_true, y_pred, num_classes: int) -> np.ndarray:
+def confusion(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int) -> np.ndarray:
     """Rows: true class, columns: predicted class."""
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
     return m
 
 
-def scores(y_true, y_pred, num_classes: int) -> dict:
+def scores(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int) -> dict[str, Any]:
     """UF1, UAR, accuracy, per-class F1 and recall (None for classes absent from y_true),
     the confusion matrix and the sample count."""
     y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)

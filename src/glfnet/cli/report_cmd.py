@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
-from glfnet.cli.common import console, warn
+from glfnet.cli.common import console, show_comparison
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `glfnet loso` (or one "
-                                   "variant folder of `glfnet ablate`)."),
-):
+    run_dir: Path = typer.Argument(
+        ..., help="A run directory written by `glfnet loso` (or one variant folder of `glfnet ablate`)."
+    ),
+) -> None:
     """Write report.md, a self-contained report.html and figures/ into RUN_DIR.
 
     The report holds the protocol in plain words, the leak-free results table (Full and each
@@ -29,35 +29,31 @@ def report(
 
 
 def compare(
-    runs: List[Path] = typer.Argument(..., help="Two or more run directories; the first is the "
-                                      "base of the paired differences."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Folder for comparison.md/.html "
-                                       "(default: the runs' common parent folder, else "
-                                       "./comparison)."),
-):
+    runs: list[Path] = typer.Argument(
+        ..., help="Two or more run directories; the first is the base of the paired differences."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for comparison.md/.html.",
+        show_default="the runs' common parent folder, else ./comparison",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
     """Side-by-side leak-free UF1/UAR of several runs, with paired differences.
 
     Per-seed paired differences are taken versus the first run; a difference is marked when
     it exceeds the seed noise (two-sided paired t-test over the common seeds at 0.05; see
-    docs/reports.md). Writes comparison.md, comparison.html and comparison_full.png.
+    docs/reports.md). A run on other input data, under another protocol or with other classes
+    than the first gets no paired differences (the comparison says why); the same directory
+    given twice is refused. Writes comparison.md, comparison.html and comparison_full.png.
     """
     from glfnet.report.compare import compare_runs, default_out
 
-    show_and_write(compare_runs(runs), out or default_out(runs))
+    show_comparison(compare_runs(runs), out or default_out(runs), as_json=as_json)
 
 
-def show_and_write(comp, out: Path) -> None:
-    """Print a comparison's tables and warnings, write its files into ``out``."""
-    from glfnet.report.compare import rich_tables, write_comparison
-
-    for table in rich_tables(comp):
-        console.print(table)
-    for w in comp.warnings:
-        warn(w)
-    paths = write_comparison(comp, out)
-    console.print(f"comparison: {', '.join(str(p) for p in paths)}")
-
-
-def register(app) -> None:
+def register(app: typer.Typer) -> None:
+    """Add `report` and `compare` to the app."""
     app.command("report")(report)
     app.command("compare")(compare)

@@ -30,9 +30,23 @@ META_FILE = "cache.json"
 MANIFEST_FILE = "manifest.csv"
 FLOW_DIR = "flows"
 MANIFEST_COLUMNS = [
-    "sample_id", "database", "subject", "clip", "label", "emotion",
-    "onset", "apex", "offset", "apex_used", "apex_source", "n_frames",
-    "action_units", "face", "status", "anomalies", "file",
+    "sample_id",
+    "database",
+    "subject",
+    "clip",
+    "label",
+    "emotion",
+    "onset",
+    "apex",
+    "offset",
+    "apex_used",
+    "apex_source",
+    "n_frames",
+    "action_units",
+    "face",
+    "status",
+    "anomalies",
+    "file",
 ]
 STATUSES = ("ok", "failed", "missing")
 ANOMALY_SEP = " | "
@@ -63,11 +77,15 @@ def load_flow(path: str | Path) -> np.ndarray:
         with np.load(path, allow_pickle=False) as z:
             arr = np.asarray(z["flow"], dtype=np.float32)
     except FileNotFoundError:
-        raise DataError(f"cached flow file is missing: {path}. Re-run `glfnet prepare` "
-                        "with the same --out to recompute it.") from None
+        raise DataError(
+            f"cached flow file is missing: {path}. Re-run `glfnet prepare` "
+            "into the same folder to recompute it."
+        ) from None
     except Exception as e:  # zipfile/np errors on truncated files
-        raise DataError(f"cached flow file is unreadable: {path} ({e}). Delete it and re-run "
-                        "`glfnet prepare` with the same --out to recompute it.") from None
+        raise DataError(
+            f"cached flow file is unreadable: {path} ({e}). Delete it and re-run "
+            "`glfnet prepare` into the same folder to recompute it."
+        ) from None
     if arr.ndim != 3 or arr.shape[0] != 3:
         raise DataError(f"cached flow {path} has shape {arr.shape}; expected (3, H, W).")
     return arr
@@ -89,29 +107,35 @@ def read_meta(cache_dir: str | Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DataError(f"{cache_dir} is not a glfnet cache: {META_FILE} is missing. "
-                        "Create one with `glfnet prepare`.") from None
+        raise DataError(
+            f"{cache_dir} is not a glfnet cache: {META_FILE} is missing. Create one with `glfnet prepare`."
+        ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not valid JSON ({e}). Re-run `glfnet prepare`.") from None
     if meta.get("format") != CACHE_FORMAT:
         raise DataError(f"{path} is not a glfnet flow cache (format={meta.get('format')!r}).")
     if int(meta.get("version", 0)) > CACHE_VERSION:
-        raise DataError(f"{path} was written by a newer glfnet (cache version "
-                        f"{meta.get('version')}); upgrade glfnet to read it.")
+        raise DataError(
+            f"{path} was written by a newer glfnet (cache version "
+            f"{meta.get('version')}); upgrade glfnet to read it."
+        )
     return meta
 
 
 def read_manifest(cache_dir: str | Path) -> pd.DataFrame:
     path = Path(cache_dir) / MANIFEST_FILE
     if not path.is_file():
-        raise DataError(f"{path} is missing: the cache is incomplete. Re-run `glfnet prepare` "
-                        "with the same --out; finished samples are kept.")
+        raise DataError(
+            f"{path} is missing: the cache is incomplete. Re-run `glfnet prepare` "
+            "into the same folder; finished samples are kept."
+        )
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception as e:
         raise DataError(f"{path} is unreadable ({e}). Re-run `glfnet prepare`.") from None
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
-        raise DataError(f"{path} lacks the columns {missing}; it was not written by "
-                        "`glfnet prepare` or is damaged.")
+        raise DataError(
+            f"{path} lacks the columns {missing}; it was not written by `glfnet prepare` or is damaged."
+        )
     return df

@@ -15,18 +15,40 @@ MEGC_CLASSES = ("negative", "positive", "surprise")
 # Canonical database keys and the spellings found in the wild.
 DATABASES = ("casme2", "samm", "smic", "smic-e", "casme3a", "mmew")
 _DB_ALIASES = {
-    "casme2": "casme2", "casmeii": "casme2", "casme_2": "casme2", "casme-2": "casme2",
-    "casme 2": "casme2", "casme ii": "casme2", "casme_ii": "casme2",
+    "casme2": "casme2",
+    "casmeii": "casme2",
+    "casme_2": "casme2",
+    "casme-2": "casme2",
+    "casme 2": "casme2",
+    "casme ii": "casme2",
+    "casme_ii": "casme2",
     "samm": "samm",
-    "smic": "smic", "smic-hs": "smic", "smic_hs": "smic", "smichs": "smic",
-    "smic-e": "smic-e", "smic_e": "smic-e", "smic-hs-e": "smic-e", "smice": "smic-e",
-    "casme3a": "casme3a", "casme3": "casme3a", "cas(me)3": "casme3a", "cas(me)^3": "casme3a",
-    "casme3_a": "casme3a", "casme3-a": "casme3a",
+    "smic": "smic",
+    "smic-hs": "smic",
+    "smic_hs": "smic",
+    "smichs": "smic",
+    "smic-e": "smic-e",
+    "smic_e": "smic-e",
+    "smic-hs-e": "smic-e",
+    "smice": "smic-e",
+    "casme3a": "casme3a",
+    "casme3": "casme3a",
+    "cas(me)3": "casme3a",
+    "cas(me)^3": "casme3a",
+    "casme3_a": "casme3a",
+    "casme3-a": "casme3a",
     "mmew": "mmew",
 }
 # Display names for tables and reports.
-DB_DISPLAY = {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC", "smic-e": "SMIC-E",
-              "casme3a": "CAS(ME)^3 A", "mmew": "MMEW", "full": "Full"}
+DB_DISPLAY = {
+    "casme2": "CASME II",
+    "samm": "SAMM",
+    "smic": "SMIC",
+    "smic-e": "SMIC-E",
+    "casme3a": "CAS(ME)^3 A",
+    "mmew": "MMEW",
+    "full": "Full",
+}
 
 
 def normalize_database(name: str) -> str | None:
@@ -47,7 +69,7 @@ def database_from_subject(subject: str) -> str | None:
     return None
 
 
-def normalize_subject(subject, database: str | None = None) -> str:
+def normalize_subject(subject: object, database: str | None = None) -> str:
     """Canonical subject id: ``sub01``, ``006``, ``s01``; ``1`` becomes ``sub01``/``006``/``s01``
     when the database says which. Unknown forms are returned stripped."""
     s = str(subject).strip()

@@ -22,15 +22,27 @@ class InputPipeline:
     a database without statistics (or given without one) uses the pooled ones.
     """
 
-    def __init__(self, encoding: str, input_norm: str, size: int, mean=None, std=None,
-                 tta: bool = False, group_stats: dict | None = None):
+    def __init__(
+        self,
+        encoding: str,
+        input_norm: str,
+        size: int,
+        mean=None,
+        std=None,
+        tta: bool = False,
+        group_stats: dict | None = None,
+    ):
         self.encoding, self.input_norm, self.size = encoding, input_norm, int(size)
         self.tta = bool(tta)  # predictions average the image and its mirror (flow-aware flip)
         self.mean = torch.zeros(3) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = torch.ones(3) if std is None else torch.as_tensor(std, dtype=torch.float32)
-        self.group_stats = {str(g): (torch.as_tensor(v["mean"], dtype=torch.float32),
-                                     torch.as_tensor(v["std"], dtype=torch.float32))
-                            for g, v in (group_stats or {}).items()}
+        self.group_stats = {
+            str(g): (
+                torch.as_tensor(v["mean"], dtype=torch.float32),
+                torch.as_tensor(v["std"], dtype=torch.float32),
+            )
+            for g, v in (group_stats or {}).items()
+        }
 
     def _encode(self, x):
         return T.minmax(x) if self.input_norm == "minmax" else x
@@ -43,10 +55,12 @@ class InputPipeline:
     @staticmethod
     def _stats(enc: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         flat = enc.transpose(1, 0, 2, 3).reshape(3, -1)
-        return (torch.tensor(flat.mean(axis=1), dtype=torch.float32),
-                torch.tensor(flat.std(axis=1, ddof=1), dtype=torch.float32).clamp_min(1e-6))
+        return (
+            torch.tensor(flat.mean(axis=1), dtype=torch.float32),
+            torch.tensor(flat.std(axis=1, ddof=1), dtype=torch.float32).clamp_min(1e-6),
+        )
 
-    def fit(self, x_signed: torch.Tensor, groups=None) -> "InputPipeline":
+    def fit(self, x_signed: torch.Tensor, groups=None) -> InputPipeline:
         # float64 numpy: exact enough that thread scheduling cannot change the result
         enc = self._encode(x_signed).detach().cpu().double().numpy()
         self.mean, self.std = self._stats(enc)
@@ -67,8 +81,13 @@ class InputPipeline:
         s = torch.stack([p[1] for p in pairs]).to(device)[:, :, None, None]
         return m, s
 
-    def __call__(self, x_signed: torch.Tensor, augment: dict | None = None,
-                 generator: torch.Generator | None = None, groups=None) -> torch.Tensor:
+    def __call__(
+        self,
+        x_signed: torch.Tensor,
+        augment: dict | None = None,
+        generator: torch.Generator | None = None,
+        groups=None,
+    ) -> torch.Tensor:
         if augment:
             x_signed = T.random_augment(x_signed, generator, **augment)
         x = self._encode(x_signed)
@@ -77,14 +96,28 @@ class InputPipeline:
         return ((x - m) / s).contiguous(memory_format=torch.channels_last)
 
     def state(self) -> dict:
-        state = {"encoding": self.encoding, "input_norm": self.input_norm, "size": self.size,
-                 "mean": self.mean.tolist(), "std": self.std.tolist(), "tta": self.tta}
+        state = {
+            "encoding": self.encoding,
+            "input_norm": self.input_norm,
+            "size": self.size,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "tta": self.tta,
+        }
         if self.group_stats:
-            state["group_stats"] = {g: {"mean": m.tolist(), "std": s.tolist()}
-                                    for g, (m, s) in sorted(self.group_stats.items())}
+            state["group_stats"] = {
+                g: {"mean": m.tolist(), "std": s.tolist()} for g, (m, s) in sorted(self.group_stats.items())
+            }
         return state
 
     @classmethod
-    def from_state(cls, state: dict) -> "InputPipeline":
-        return cls(state["encoding"], state["input_norm"], state["size"], state["mean"], state["std"],
-                   state.get("tta", False), state.get("group_stats"))
+    def from_state(cls, state: dict) -> InputPipeline:
+        return cls(
+            state["encoding"],
+            state["input_norm"],
+            state["size"],
+            state["mean"],
+            state["std"],
+            state.get("tta", False),
+            state.get("group_stats"),
+        )

@@ -27,8 +27,8 @@ list drops.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from glfnet.data.naming import MEGC_CLASSES
 from glfnet.data.readers.base import RawSample
@@ -38,15 +38,33 @@ from glfnet.errors import ConfigError
 Rule = Callable[[RawSample], "tuple[str | None, str]"]
 
 # The composite's own list leaves out these two CASME II samples.
-MEGC_CASME2_DROPPED = {"sub04_EP12_01f": "apex '/' in the coding sheet",
-                       "sub05_EP09_05f": "apex equals onset in the coding sheet"}
-_MEGC_CASME2 = {"disgust": "negative", "repression": "negative", "happiness": "positive",
-                "surprise": "surprise"}
-_MEGC_SAMM = {"anger": "negative", "contempt": "negative", "disgust": "negative",
-              "fear": "negative", "sadness": "negative", "happiness": "positive",
-              "surprise": "surprise"}
-_ALIASES = {"other": "others", "happy": "happiness", "surprised": "surprise",
-            "angry": "anger", "sad": "sadness", "disgusted": "disgust"}
+MEGC_CASME2_DROPPED = {
+    "sub04_EP12_01f": "apex '/' in the coding sheet",
+    "sub05_EP09_05f": "apex equals onset in the coding sheet",
+}
+_MEGC_CASME2 = {
+    "disgust": "negative",
+    "repression": "negative",
+    "happiness": "positive",
+    "surprise": "surprise",
+}
+_MEGC_SAMM = {
+    "anger": "negative",
+    "contempt": "negative",
+    "disgust": "negative",
+    "fear": "negative",
+    "sadness": "negative",
+    "happiness": "positive",
+    "surprise": "surprise",
+}
+_ALIASES = {
+    "other": "others",
+    "happy": "happiness",
+    "surprised": "surprise",
+    "angry": "anger",
+    "sad": "sadness",
+    "disgusted": "disgust",
+}
 
 
 def emotion_key(emotion: str) -> str:
@@ -73,7 +91,7 @@ class Protocol:
             return None, "clip folder has no row in the annotation sheet"
         return self.rule(s)
 
-    def select(self, samples) -> "Selection":
+    def select(self, samples) -> Selection:
         included, excluded = [], []
         for s in samples:
             label, reason = self.label(s)
@@ -101,6 +119,7 @@ class Selection:
 
 
 # ---------------------------------------------------------------------------- rules
+
 
 def _not_in(s: RawSample, where: str) -> str:
     return f"emotion {s.emotion or '(blank)'!r} is not in {where}"
@@ -138,6 +157,7 @@ def _fixed(classes: tuple[str, ...], micro_only: bool = False) -> Rule:
         if s.database == "samm" and e == "others":
             e = "other"
         return (e, "") if e in classes else (None, _not_in(s, ", ".join(classes)))
+
     return rule
 
 
@@ -151,34 +171,60 @@ SAMM_5 = ("anger", "contempt", "happiness", "surprise", "other")
 
 PROTOCOLS: dict[str, Protocol] = {
     "megc2019": Protocol(
-        "megc2019", ("casme2", "samm", "smic"), MEGC_CLASSES, _megc2019,
+        "megc2019",
+        ("casme2", "samm", "smic"),
+        MEGC_CLASSES,
+        _megc2019,
         "MEGC2019 composite: CASME II + SAMM + SMIC-HS, negative/positive/surprise "
         "(442 samples, 68 subjects, 250/109/83)",
-        expected={"casme2": {"negative": 88, "positive": 32, "surprise": 25},
-                  "samm": {"negative": 92, "positive": 26, "surprise": 15},
-                  "smic": {"negative": 70, "positive": 51, "surprise": 43}},
-        expected_subjects={"casme2": 24, "samm": 28, "smic": 16}),
+        expected={
+            "casme2": {"negative": 88, "positive": 32, "surprise": 25},
+            "samm": {"negative": 92, "positive": 26, "surprise": 15},
+            "smic": {"negative": 70, "positive": 51, "surprise": 43},
+        },
+        expected_subjects={"casme2": 24, "samm": 28, "smic": 16},
+    ),
     "casme2-5": Protocol(
-        "casme2-5", ("casme2",), CASME2_5, _fixed(CASME2_5),
+        "casme2-5",
+        ("casme2",),
+        CASME2_5,
+        _fixed(CASME2_5),
         "CASME II, 5 classes: happiness, disgust, repression, surprise, others",
-        expected={"casme2": {"happiness": 32, "disgust": 63, "repression": 27,
-                             "surprise": 25, "others": 99}}),
+        expected={"casme2": {"happiness": 32, "disgust": 63, "repression": 27, "surprise": 25, "others": 99}},
+    ),
     "samm-5": Protocol(
-        "samm-5", ("samm",), SAMM_5, _fixed(SAMM_5, micro_only=True),
+        "samm-5",
+        ("samm",),
+        SAMM_5,
+        _fixed(SAMM_5, micro_only=True),
         "SAMM micro-expressions, 5 classes: anger, contempt, happiness, surprise, other",
-        expected={"samm": {"anger": 57, "contempt": 12, "happiness": 26, "surprise": 15,
-                           "other": 26}}),
+        expected={"samm": {"anger": 57, "contempt": 12, "happiness": 26, "surprise": 15, "other": 26}},
+    ),
     "smic-3": Protocol(
-        "smic-3", ("smic", "smic-e"), MEGC_CLASSES, _fixed(MEGC_CLASSES),
+        "smic-3",
+        ("smic", "smic-e"),
+        MEGC_CLASSES,
+        _fixed(MEGC_CLASSES),
         "SMIC-HS (folder label) or SMIC-E (Emotion column): negative, positive, surprise",
-        expected={"smic": {"negative": 70, "positive": 51, "surprise": 43}}),
+        expected={"smic": {"negative": 70, "positive": 51, "surprise": 43}},
+    ),
     "all": Protocol(
-        "all", ("casme2", "samm", "smic", "smic-e", "casme3a", "mmew"), (), _all,
-        "every annotated sample; the class is its emotion as written (lower case)"),
+        "all",
+        ("casme2", "samm", "smic", "smic-e", "casme3a", "mmew"),
+        (),
+        _all,
+        "every annotated sample; the class is its emotion as written (lower case)",
+    ),
 }
 
-DEFAULT_PROTOCOL = {"casme2": "casme2-5", "samm": "samm-5", "smic": "smic-3",
-                    "smic-e": "smic-3", "casme3a": "all", "mmew": "all"}
+DEFAULT_PROTOCOL = {
+    "casme2": "casme2-5",
+    "samm": "samm-5",
+    "smic": "smic-3",
+    "smic-e": "smic-3",
+    "casme3a": "all",
+    "mmew": "all",
+}
 
 
 def get_protocol(name: str) -> Protocol:
@@ -192,6 +238,8 @@ def check_protocol_for(protocol: Protocol, databases) -> None:
     """Early check that a protocol applies to the databases being prepared."""
     bad = [d for d in databases if d not in protocol.databases]
     if bad:
-        raise ConfigError(f"--protocol {protocol.name} does not use {', '.join(bad)} "
-                          f"(it covers {', '.join(protocol.databases)}). For {bad[0]} use "
-                          f"--protocol {DEFAULT_PROTOCOL.get(bad[0], 'all')} or all.")
+        raise ConfigError(
+            f"`protocol` {protocol.name} does not use {', '.join(bad)} "
+            f"(it covers {', '.join(protocol.databases)}). For {bad[0]} use "
+            f"`protocol` {DEFAULT_PROTOCOL.get(bad[0], 'all')} or all."
+        )

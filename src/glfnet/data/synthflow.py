@@ -38,7 +38,7 @@ def _clip_name(db: str, subject: str, label: str, j: int) -> str:
         return f"EP{j + 1:02d}_{j % 7 + 1:02d}f"
     if db == "samm":
         return f"{subject}_{j % 5 + 1}_{j + 1}"
-    return f"{subject}_{ {'negative': 'ne', 'positive': 'po', 'surprise': 'sur'}[label]}_{j + 1:02d}"
+    return f"{subject}_{ {'negative': 'ne', 'positive': 'po', 'surprise': 'sur'}[label] }_{j + 1:02d}"
 
 
 def composite_structure(seed: int = 0, scale: float = 1.0) -> list[dict]:
@@ -53,26 +53,35 @@ def composite_structure(seed: int = 0, scale: float = 1.0) -> list[dict]:
         labels = [c for c in MEGC_CLASSES for _ in range(max(1, int(round(counts[c] * scale))))]
         labels = [labels[i] for i in rng.permutation(len(labels))]
         weights = rng.gamma(0.8, 1.0, n_subj) + 0.05
-        owners = list(range(n_subj)) + rng.choice(n_subj, len(labels) - n_subj,
-                                                  p=weights / weights.sum()).tolist()
+        owners = (
+            list(range(n_subj)) + rng.choice(n_subj, len(labels) - n_subj, p=weights / weights.sum()).tolist()
+        )
         per_subject: dict[int, int] = {}
         for label, k in sorted(zip(labels, owners), key=lambda t: t[1]):
             j = per_subject.get(k, 0)
             per_subject[k] = j + 1
             subject = _subject_name(db, k + 1)
             clip = _clip_name(db, subject, label, j)
-            rows.append({"database": db, "subject": subject, "clip": clip, "label": label,
-                         "sample_id": sample_id(subject, clip)})
+            rows.append(
+                {
+                    "database": db,
+                    "subject": subject,
+                    "clip": clip,
+                    "label": label,
+                    "sample_id": sample_id(subject, clip),
+                }
+            )
     return rows
 
 
 def _bump(size: int, cx: float, cy: float, sigma: float) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2))
+    return np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
 
 
-def synth_flow(label: str, rng: np.random.Generator, size: int = 28, strength: float = 1.0,
-               noise: float = 0.35) -> np.ndarray:
+def synth_flow(
+    label: str, rng: np.random.Generator, size: int = 28, strength: float = 1.0, noise: float = 0.35
+) -> np.ndarray:
     """A raw (u, v, strain) field (3, size, size) with the class's motion pattern."""
     s = size / 28.0
     u = np.zeros((size, size), np.float32)
@@ -101,7 +110,7 @@ def synth_flow(label: str, rng: np.random.Generator, size: int = 28, strength: f
     v += rng.normal(0, 0.1)
     uy, ux = np.gradient(u)
     vy, vx = np.gradient(v)
-    strain = np.sqrt(ux ** 2 + vy ** 2 + 0.5 * (uy + vx) ** 2)
+    strain = np.sqrt(ux**2 + vy**2 + 0.5 * (uy + vx) ** 2)
     return np.stack([u, v, strain]).astype(np.float32)
 
 
@@ -128,8 +137,10 @@ def write_flat(out: str | Path, rows: list[dict], flows: dict, csv_style: str = 
     index = {c: i for i, c in enumerate(MEGC_CLASSES)}
     if csv_style == "htnet":
         lines = ["dataset,sub,filename_o,label,apex,imagename,sub_filename"]
-        lines += [f"{r['database']},{r['subject']},{r['clip']},{index[r['label']]},,"
-                  f"{r['sample_id']}.jpg," for r in rows]
+        lines += [
+            f"{r['database']},{r['subject']},{r['clip']},{index[r['label']]},,{r['sample_id']}.jpg,"
+            for r in rows
+        ]
         path = out / "labels.csv"
     elif csv_style == "megc":
         lines = []
@@ -151,6 +162,8 @@ def write_tree(out: str | Path, rows: list[dict], flows: dict) -> Path:
     for subject in sorted({r["subject"] for r in rows}):
         for r in rows:
             part = "u_test" if r["subject"] == subject else "u_train"
-            _save_png(out / subject / part / str(index[r["label"]]) / f"{r['sample_id']} .png",
-                      encode_flow_image(flows[r["sample_id"]]))
+            _save_png(
+                out / subject / part / str(index[r["label"]]) / f"{r['sample_id']} .png",
+                encode_flow_image(flows[r["sample_id"]]),
+            )
     return out

@@ -94,21 +94,29 @@ def warp(x: torch.Tensor, A: torch.Tensor, shift: torch.Tensor | None = None) ->
     return torch.cat([uv, out[:, 2:]], dim=1)
 
 
-def random_augment(x: torch.Tensor, generator: torch.Generator, hflip_p: float = 0.5,
-                   rotate: float = 0.0, scale: float = 0.0, translate: float = 0.0) -> torch.Tensor:
+def random_augment(
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    hflip_p: float = 0.5,
+    rotate: float = 0.0,
+    scale: float = 0.0,
+    translate: float = 0.0,
+) -> torch.Tensor:
     """Random flip / rotation (+-``rotate`` degrees) / zoom (1 +- ``scale``) / shift
-    (+-``translate`` of the image size) on a signed-domain batch, drawn from ``generator``."""
+    (+-``translate`` of the image size) on a signed-domain batch, drawn from ``generator`` (the
+    global one when None)."""
     b = x.shape[0]
 
-    def uniform(lo, hi):
+    def uniform(lo: float, hi: float) -> torch.Tensor:
         return torch.rand(b, generator=generator).mul(hi - lo).add(lo).to(x.device, x.dtype)
 
     if hflip_p > 0:
         x = hflip(x, torch.rand(b, generator=generator).to(x.device) < hflip_p)
     if rotate > 0 or scale > 0 or translate > 0:
         A = affine_matrices(uniform(-rotate, rotate), uniform(1 - scale, 1 + scale))
-        shift = torch.stack([uniform(-2 * translate, 2 * translate),
-                             uniform(-2 * translate, 2 * translate)], dim=1)
+        shift = torch.stack(
+            [uniform(-2 * translate, 2 * translate), uniform(-2 * translate, 2 * translate)], dim=1
+        )
         x = warp(x, A, shift)
     return x
 

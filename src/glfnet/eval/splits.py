@@ -16,6 +16,8 @@ from glfnet.errors import DataError
 
 @dataclass(frozen=True)
 class Fold:
+    """A test set and the training set that excludes its subjects (indices into the samples)."""
+
     name: str  # e.g. "casme2-sub01" (loso) or "samm" (lodo)
     database: str  # the test database
     subject: str | None  # the test subject (loso)
@@ -28,6 +30,7 @@ def _keys(samples: pd.DataFrame) -> np.ndarray:
 
 
 def loso_folds(samples: pd.DataFrame) -> list[Fold]:
+    """One fold per (database, subject): that subject's samples are the test set."""
     keys = _keys(samples)
     folds = []
     for key in sorted(set(keys)):
@@ -36,22 +39,25 @@ def loso_folds(samples: pd.DataFrame) -> list[Fold]:
         train = np.flatnonzero(keys != key)
         folds.append(Fold(f"{db}-{subject}", db, subject, train, test))
     if len(folds) < 2:
-        raise DataError("leave-one-subject-out needs at least 2 subjects; this set has "
-                        f"{len(folds)}.")
+        raise DataError(f"leave-one-subject-out needs at least 2 subjects; this set has {len(folds)}.")
     return _checked(samples, folds)
 
 
 def lodo_folds(samples: pd.DataFrame) -> list[Fold]:
+    """One fold per database: that database's samples are the test set."""
     dbs = samples["database"].astype(str).to_numpy()
     names = sorted(set(dbs))
     if len(names) < 2:
-        raise DataError(f"leave-one-database-out needs at least 2 databases; this set has "
-                        f"{', '.join(names) or 'none'}. Use --protocol loso.")
+        raise DataError(
+            f"leave-one-database-out needs at least 2 databases; this set has "
+            f"{', '.join(names) or 'none'}. Use `protocol` loso."
+        )
     folds = [Fold(db, db, None, np.flatnonzero(dbs != db), np.flatnonzero(dbs == db)) for db in names]
     return _checked(samples, folds)
 
 
 def make_folds(samples: pd.DataFrame, protocol: str) -> list[Fold]:
+    """The folds of ``protocol`` ("loso" or "lodo"), checked subject-disjoint."""
     return {"loso": loso_folds, "lodo": lodo_folds}[protocol](samples)
 
 

@@ -17,16 +17,19 @@ import torch.nn.functional as F
 
 
 class Ensemble(nn.Module):
-    def __init__(self, members):
+    """The mean of ``members``' class probabilities (as log-probabilities)."""
+
+    def __init__(self, members) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.num_classes = self.members[0].num_classes
 
-    def set_keep_maps(self, keep: bool = True) -> None:
-        for m in self.members:
-            if hasattr(m, "set_keep_maps"):
-                m.set_keep_maps(keep)
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The first member's attention maps (see ``GLFNet.attention_maps``): the members
+        share an architecture, and one member's maps are what the report shows."""
+        first = getattr(self.members[0], "attention_maps", None)
+        return {} if first is None else first(x)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         logp = torch.stack([F.log_softmax(m(x).float(), dim=1) for m in self.members])
         return torch.logsumexp(logp, dim=0) - math.log(len(self.members))

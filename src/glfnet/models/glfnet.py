@@ -22,12 +22,40 @@ published sibling networks where known and is justified in docs/model.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from glfnet.models.layers import BasicBlock, conv_bn_act, init_weights
 from glfnet.models.registry import register_model
+
+# GLFNet's string options: each allowed value is spelled here once; the constructor validates
+# against these and the command line's help is derived from CHOICES.
+Fusion = Literal["aff", "gate", "concat", "sum"]
+GlobalAttn = Literal["nonlocal", "cbam", "none"]
+Head = Literal["pool", "flat"]
+Stem = Literal["resnet", "shallow"]
+BranchBlock = Literal["basic", "conv"]
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "fusion": get_args(Fusion),
+    "global_attn": get_args(GlobalAttn),
+    "head": get_args(Head),
+    "stem": get_args(Stem),
+    "branch_block": get_args(BranchBlock),
+}
+
+
+def check_choices(**values: str) -> None:
+    """ValueError naming the allowed values for any of ``values`` not in :data:`CHOICES`."""
+    for name, value in values.items():
+        allowed = CHOICES[name]
+        if value not in allowed:
+            options = ", ".join(allowed[:-1]) + " or " + allowed[-1]
+            raise ValueError(f"{name} must be {options}, not {value!r}")
 
 
 class GlobalAttention(nn.Module):
@@ -39,7 +67,7 @@ class GlobalAttention(nn.Module):
     ``keep_maps``) holds the attention each position receives, (B, H, W), for visualisation.
     """
 
-    def __init__(self, dim: int, reduction: int = 2, heads: int = 1):
+    def __init__(self, dim: int, reduction: int = 2, heads: int = 1) -> None:
         super().__init__()
         inner = max(dim // reduction, 8)
         if inner % heads:
@@ -55,7 +83,7 @@ class GlobalAttention(nn.Module):
     def reset_parameters_zero(self) -> None:
         nn.init.zeros_(self.bn.weight)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.pos(x)
         b, _, h, w = x.shape
         q, k, v = self.qkv(x).reshape(b, 3, self.heads, self.inner // self.heads, h * w).unbind(1)
@@ -71,7 +99,7 @@ class CBAMAttention(nn.Module):
 
     ``last_map`` (when ``keep_maps``) holds the spatial gate, (B, H, W)."""
 
-    def __init__(self, dim: int, reduction: int = 8):
+    def __init__(self, dim: int, reduction: int = 8) -> None:
         super().__init__()
         hidden = max(dim // reduction, 4)
         self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, dim, 1))
@@ -82,7 +110,7 @@ class CBAMAttention(nn.Module):
     def reset_parameters_zero(self) -> None:
         pass
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         ch = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)) + self.mlp(F.adaptive_max_pool2d(x, 1)))
         x = x * ch
         sp = torch.sigmoid(self.spatial(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
@@ -104,8 +132,15 @@ class LocalBlock(nn.Module):
     non-overlapping); ``block`` builds the per-region and merge units.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, region_gate: bool = True, stride: int = 2,
-                 halo: int = 0, block=BasicBlock):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        region_gate: bool = True,
+        stride: int = 2,
+        halo: int = 0,
+        block=BasicBlock,
+    ):
         super().__init__()
         self.halo = int(halo)
         self.regions = nn.ModuleList(block(in_ch, out_ch) for _ in range(4))
@@ -114,20 +149,30 @@ class LocalBlock(nn.Module):
         self.keep_maps = False
         self.last_gates: torch.Tensor | None = None
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         if h % 2 or w % 2:
-            raise ValueError(f"the Local Block splits the feature map into four equal regions and "
-                             f"needs an even size, got {h}x{w}; change the input size")
+            raise ValueError(
+                f"the Local Block splits the feature map into four equal regions and "
+                f"needs an even size, got {h}x{w}; change the input size"
+            )
         h2, w2, a = h // 2, w // 2, self.halo
         # each region is read with ``halo`` pixels of its neighbours as context (the cut is
         # then not a zero-padded border) and its block's output cropped back to the region
-        parts = [x[..., :h2 + a, :w2 + a], x[..., :h2 + a, w2 - a:],
-                 x[..., h2 - a:, :w2 + a], x[..., h2 - a:, w2 - a:]]
+        parts = [
+            x[..., : h2 + a, : w2 + a],
+            x[..., : h2 + a, w2 - a :],
+            x[..., h2 - a :, : w2 + a],
+            x[..., h2 - a :, w2 - a :],
+        ]
         outs = [block(p) for block, p in zip(self.regions, parts)]
         if a:
-            outs = [outs[0][..., :h2, :w2], outs[1][..., :h2, a:], outs[2][..., a:, :w2],
-                    outs[3][..., a:, a:]]
+            outs = [
+                outs[0][..., :h2, :w2],
+                outs[1][..., :h2, a:],
+                outs[2][..., a:, :w2],
+                outs[3][..., a:, a:],
+            ]
         if self.gates is not None:
             g = torch.cat([torch.sigmoid(gate(o.mean(dim=(2, 3)))) for gate, o in zip(self.gates, outs)], 1)
             outs = [o * g[:, i, None, None, None] for i, o in enumerate(outs)]
@@ -148,16 +193,19 @@ class AdaptiveFeatureFusion(nn.Module):
     the first C channels are the global branch's, the last C the local branch's.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, reduction: int = 16):
+    def __init__(self, in_ch: int, out_ch: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(in_ch // reduction, 8)
-        self.mlp = nn.Sequential(nn.Conv2d(in_ch, hidden, 1, bias=False), nn.ReLU(inplace=True),
-                                 nn.Conv2d(hidden, in_ch, 1, bias=False))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(in_ch, hidden, 1, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, in_ch, 1, bias=False),
+        )
         self.out = conv_bn_act(in_ch, out_ch, kernel=1)
         self.keep_maps = False
         self.last_weights: torch.Tensor | None = None
 
-    def forward(self, g, l):
+    def forward(self, g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
         x = torch.cat([g, l], dim=1)
         w_avg = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)))
         w_max = torch.sigmoid(self.mlp(F.adaptive_max_pool2d(x, 1)))
@@ -175,19 +223,24 @@ class GatedFusion(nn.Module):
     projection. ``last_weights`` (B, 2C) keeps the shares averaged over positions, global
     first, as :class:`AdaptiveFeatureFusion` does."""
 
-    def __init__(self, ch: int, reduction: int = 4):
+    def __init__(self, ch: int, reduction: int = 4) -> None:
         super().__init__()
         hidden = max(ch // reduction, 8)
 
         def mlp():
-            return nn.Sequential(nn.Conv2d(ch, hidden, 1, bias=False), nn.BatchNorm2d(hidden),
-                                 nn.ReLU(inplace=True), nn.Conv2d(hidden, ch, 1, bias=False),
-                                 nn.BatchNorm2d(ch))
+            return nn.Sequential(
+                nn.Conv2d(ch, hidden, 1, bias=False),
+                nn.BatchNorm2d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(hidden, ch, 1, bias=False),
+                nn.BatchNorm2d(ch),
+            )
+
         self.pooled, self.point = mlp(), mlp()
         self.keep_maps = False
         self.last_weights: torch.Tensor | None = None
 
-    def forward(self, g, l):
+    def forward(self, g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
         s = g + l
         m = torch.sigmoid(self.pooled(F.adaptive_avg_pool2d(s, 1)) + self.point(s))
         if self.keep_maps:
@@ -199,24 +252,78 @@ class GatedFusion(nn.Module):
 class ConcatFusion(nn.Module):
     """Ablation: plain concatenation and a 1x1 conv, no channel attention."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int) -> None:
         super().__init__()
         self.out = conv_bn_act(in_ch, out_ch, kernel=1)
 
-    def forward(self, g, l):
+    def forward(self, g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
         return self.out(torch.cat([g, l], dim=1))
 
 
 class SumFusion(nn.Module):
     """Ablation: element-wise sum of the two branches."""
 
-    def forward(self, g, l):
+    def forward(self, g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
         return g + l
+
+
+def _make_stem(stem: Stem, in_chans: int, width: int, stride: int, pool: bool, drop: float) -> nn.Sequential:
+    layers: list[nn.Module]
+    if stem == "resnet":  # 3x3 conv (stride ``stride``) + BN + ReLU [+ 3x3/2 max-pool]
+        layers = [conv_bn_act(in_chans, width, 3, stride)]
+        if pool:
+            layers.append(nn.MaxPool2d(3, 2, 1))
+    else:  # STSTNet's shallow stem: full-resolution 3x3 conv, ReLU, BN, 3x3/3 max-pool
+        layers = [
+            nn.Conv2d(in_chans, width, 3, 1, 1),
+            nn.ReLU(inplace=True),
+            nn.BatchNorm2d(width),
+            nn.MaxPool2d(3, 3, 1),
+        ]
+    if drop:
+        layers.append(nn.Dropout(drop))
+    return nn.Sequential(*layers)
+
+
+def _make_trunk(in_ch: int, widths: Sequence[int], strides: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """BasicBlocks of the given widths and strides; returns them and the output width."""
+    blocks, prev = [], in_ch
+    for w, s in zip(widths, strides):
+        blocks.append(BasicBlock(prev, w, s))
+        prev = w
+    return nn.Sequential(*blocks), prev
+
+
+def _branch_unit(branch_block: BranchBlock) -> Callable[..., nn.Module]:
+    """The branches' unit ``unit(in_ch, out_ch, stride=1)``: a ResNet BasicBlock, or one 3x3
+    conv + BN + ReLU (lighter)."""
+    if branch_block == "basic":
+        return BasicBlock
+    return lambda i, o, stride=1: conv_bn_act(i, o, 3, stride)
+
+
+def _make_global_attn(kind: GlobalAttn, width: int, reduction: int) -> nn.Module:
+    if kind == "nonlocal":
+        return GlobalAttention(width, reduction)
+    return CBAMAttention(width) if kind == "cbam" else nn.Identity()
+
+
+def _make_fusion(kind: Fusion, width: int, reduction: int) -> nn.Module:
+    if kind == "aff":
+        return AdaptiveFeatureFusion(2 * width, width, reduction)
+    if kind == "gate":
+        return GatedFusion(width, reduction)
+    return ConcatFusion(2 * width, width) if kind == "concat" else SumFusion()
+
+
+# the modules that keep what they attend to when ``keep_maps`` is set
+_MAP_KEEPERS = (GlobalAttention, CBAMAttention, LocalBlock, AdaptiveFeatureFusion, GatedFusion)
 
 
 class GLFNet(nn.Module):
     """GLFNet. Switches for the paper's ablation: ``global_branch``, ``local_branch``,
-    ``fusion`` in {"aff", "concat", "sum"}; ``global_attn`` in {"nonlocal", "cbam", "none"}.
+    ``fusion`` (:data:`Fusion`: AFF, its gated reading, concatenation or sum) and
+    ``global_attn`` (:data:`GlobalAttn`).
 
     ``head``: ``"pool"`` (global average pooling, the paper's reading) or ``"flat"`` (the fused
     map average-pooled to a ``head_grid`` x ``head_grid`` grid and flattened, so the classifier
@@ -226,100 +333,131 @@ class GLFNet(nn.Module):
     ``stem_drop`` dropout after it. ``branch_block``: ``"basic"`` (BasicBlocks) or ``"conv"``
     (one conv each); ``branch_stride`` of the global block and the Local Block's merge;
     ``region_halo``: see :class:`LocalBlock`; ``branch_drop``: channel dropout on each branch
-    before the fusion."""
+    before the fusion. :meth:`attention_maps` shows what the modules attend to."""
 
-    def __init__(self, num_classes: int = 3, in_chans: int = 3, stem_width: int = 64,
-                 stem_stride: int = 2, stem_pool: bool = True, widths=(64, 128, 256),
-                 strides=(1, 2, 2), branch_width: int = 512, global_attn: str = "nonlocal",
-                 global_branch: bool = True, local_branch: bool = True, fusion: str = "aff",
-                 region_gate: bool = True, drop_rate: float = 0.0, attn_reduction: int = 2,
-                 aff_reduction: int = 16, head: str = "pool", head_grid: int = 4,
-                 img_size: int = 224, stem: str = "resnet", stem_drop: float = 0.0,
-                 branch_stride: int = 2, region_halo: int = 0, branch_block: str = "basic",
-                 branch_drop: float = 0.0):
+    def __init__(
+        self,
+        num_classes: int = 3,
+        in_chans: int = 3,
+        stem_width: int = 64,
+        stem_stride: int = 2,
+        stem_pool: bool = True,
+        widths: Sequence[int] = (64, 128, 256),
+        strides: Sequence[int] = (1, 2, 2),
+        branch_width: int = 512,
+        global_attn: GlobalAttn = "nonlocal",
+        global_branch: bool = True,
+        local_branch: bool = True,
+        fusion: Fusion = "aff",
+        region_gate: bool = True,
+        drop_rate: float = 0.0,
+        attn_reduction: int = 2,
+        aff_reduction: int = 16,
+        head: Head = "pool",
+        head_grid: int = 4,
+        img_size: int = 224,
+        stem: Stem = "resnet",
+        stem_drop: float = 0.0,
+        branch_stride: int = 2,
+        region_halo: int = 0,
+        branch_block: BranchBlock = "basic",
+        branch_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         if not (global_branch or local_branch):
             raise ValueError("GLFNet needs at least one of global_branch and local_branch")
-        if fusion not in ("aff", "gate", "concat", "sum"):
-            raise ValueError(f"fusion must be aff, gate, concat or sum, not {fusion!r}")
-        if global_attn not in ("nonlocal", "cbam", "none"):
-            raise ValueError(f"global_attn must be nonlocal, cbam or none, not {global_attn!r}")
-        if head not in ("pool", "flat"):
-            raise ValueError(f"head must be pool or flat, not {head!r}")
+        check_choices(fusion=fusion, global_attn=global_attn, head=head, stem=stem, branch_block=branch_block)
         if len(widths) != len(strides):
             raise ValueError("widths and strides must have the same length")
         self.num_classes, self.num_features = num_classes, branch_width
-        if stem not in ("resnet", "shallow"):
-            raise ValueError(f"stem must be resnet or shallow, not {stem!r}")
-        if stem == "resnet":  # 3x3 conv (stride stem_stride) + BN + ReLU [+ 3x3/2 max-pool]
-            layers = [conv_bn_act(in_chans, stem_width, 3, stem_stride)]
-            if stem_pool:
-                layers.append(nn.MaxPool2d(3, 2, 1))
-        else:  # STSTNet's shallow stem: full-resolution 3x3 conv, ReLU, BN, 3x3/3 max-pool
-            layers = [nn.Conv2d(in_chans, stem_width, 3, 1, 1), nn.ReLU(inplace=True),
-                      nn.BatchNorm2d(stem_width), nn.MaxPool2d(3, 3, 1)]
-        if stem_drop:
-            layers.append(nn.Dropout(stem_drop))
-        self.stem = nn.Sequential(*layers)
-        blocks, prev = [], stem_width
-        for w, s in zip(widths, strides):
-            blocks.append(BasicBlock(prev, w, s))
-            prev = w
-        self.trunk = nn.Sequential(*blocks)
-        self.global_block = self.global_attn = self.local = self.fusion = None
-        if branch_block not in ("basic", "conv"):
-            raise ValueError(f"branch_block must be basic or conv, not {branch_block!r}")
-        # the branches' unit: a ResNet BasicBlock, or one 3x3 conv + BN + ReLU (lighter)
-        block = BasicBlock if branch_block == "basic" else (
-            lambda i, o, stride=1: conv_bn_act(i, o, 3, stride))
+        self.stem = _make_stem(stem, in_chans, stem_width, stem_stride, stem_pool, stem_drop)
+        self.trunk, prev = _make_trunk(stem_width, widths, strides)
+        self.global_block: nn.Module | None = None
+        self.global_attn: nn.Module | None = None
+        self.local: LocalBlock | None = None
+        self.fusion: nn.Module | None = None
+        unit = _branch_unit(branch_block)
         if global_branch:
-            self.global_block = block(prev, branch_width, stride=branch_stride)
-            self.global_attn = {"nonlocal": lambda: GlobalAttention(branch_width, attn_reduction),
-                                "cbam": lambda: CBAMAttention(branch_width),
-                                "none": nn.Identity}[global_attn]()
+            self.global_block = unit(prev, branch_width, stride=branch_stride)
+            self.global_attn = _make_global_attn(global_attn, branch_width, attn_reduction)
         if local_branch:
-            self.local = LocalBlock(prev, branch_width, region_gate, branch_stride, region_halo, block)
+            self.local = LocalBlock(prev, branch_width, region_gate, branch_stride, region_halo, unit)
         if global_branch and local_branch:
-            self.fusion = {"aff": lambda: AdaptiveFeatureFusion(2 * branch_width, branch_width, aff_reduction),
-                           "gate": lambda: GatedFusion(branch_width, aff_reduction),
-                           "concat": lambda: ConcatFusion(2 * branch_width, branch_width),
-                           "sum": SumFusion}[fusion]()
+            self.fusion = _make_fusion(fusion, branch_width, aff_reduction)
         self.branch_drop = nn.Dropout2d(branch_drop) if branch_drop else nn.Identity()
         self.head, self.head_grid = head, int(head_grid)
         if head == "flat":  # keep where the motion is: the fused map's grid, flattened
-            with torch.no_grad():
-                side = self.eval().forward_features(torch.zeros(1, in_chans, img_size, img_size)).shape[-1]
-            self.head_grid = min(self.head_grid, side)
-            self.num_features = branch_width * self.head_grid ** 2
-            self.train()
+            self.head_grid = min(self.head_grid, self._feature_side(in_chans, img_size))
+            self.num_features = branch_width * self.head_grid**2
         self.drop = nn.Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
         if isinstance(self.global_attn, GlobalAttention):
             self.global_attn.reset_parameters_zero()
 
+    @torch.no_grad()
+    def _feature_side(self, in_chans: int, img_size: int) -> int:
+        """The side of the fused feature map for ``img_size`` inputs (one pass in eval mode)."""
+        side = self.eval().forward_features(torch.zeros(1, in_chans, img_size, img_size)).shape[-1]
+        self.train()
+        return int(side)
+
     def set_keep_maps(self, keep: bool = True) -> None:
         """Keep attention maps, region gates and fusion weights of the last forward pass."""
         for m in self.modules():
-            if hasattr(m, "keep_maps"):
+            if isinstance(m, _MAP_KEEPERS):
                 m.keep_maps = keep
 
-    def forward_features(self, x):
-        x = self.trunk(self.stem(x))
-        g = self.global_attn(self.global_block(x)) if self.global_block is not None else None
-        l = self.local(x) if self.local is not None else None
-        if g is None or l is None:
-            return g if l is None else l
-        return self.fusion(self.branch_drop(g), self.branch_drop(l))
+    @torch.no_grad()
+    def attention_maps(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the modules attend to on the input batch ``x`` (as the network takes it:
+        prepared and normalised), from one forward pass in the current mode:
 
-    def forward_head(self, x, pre_logits: bool = False):
+        * ``global`` (B, h, w): the attention each position of the global branch's map
+          receives (the spatial gate with ``global_attn="cbam"``);
+        * ``regions`` (B, 4): the Local Block's region gates (top-left, top-right,
+          bottom-left, bottom-right);
+        * ``fusion`` (B, 2): the fusion's mean channel weight per branch (global, local).
+
+        A variant without the module (or the gate) has no entry."""
+        self.set_keep_maps(True)
+        try:
+            self(x)
+            out = {}
+            att, local, fusion = self.global_attn, self.local, self.fusion
+            if isinstance(att, (GlobalAttention, CBAMAttention)) and att.last_map is not None:
+                out["global"] = att.last_map
+            if local is not None and local.last_gates is not None:
+                out["regions"] = local.last_gates
+            if isinstance(fusion, (AdaptiveFeatureFusion, GatedFusion)) and fusion.last_weights is not None:
+                w = fusion.last_weights  # (B, 2C): the global branch's C channels first
+                c = w.shape[1] // 2
+                out["fusion"] = torch.stack([w[:, :c].mean(1), w[:, c:].mean(1)], 1)
+            return out
+        finally:
+            self.set_keep_maps(False)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.trunk(self.stem(x))
+        g = l = None
+        if self.global_block is not None and self.global_attn is not None:
+            g = self.global_attn(self.global_block(x))
+        if self.local is not None:
+            l = self.local(x)
+        if g is not None and l is not None and self.fusion is not None:
+            return self.fusion(self.branch_drop(g), self.branch_drop(l))
+        out = g if l is None else l
+        assert out is not None  # the constructor asks for at least one branch
+        return out
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.head == "flat":
             x = self.drop(F.adaptive_avg_pool2d(x, self.head_grid).flatten(1))
         else:
             x = self.drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.fc(x)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
 
@@ -330,23 +468,45 @@ class GLFNet(nn.Module):
 # conv, 3x3/3 max-pool: a 10x10 map at 28 px) with a position-keeping head; chosen on the
 # SMIC + CASME II development set (docs/training.md).
 
-@register_model("glfnet", input_size=224)
+
+@register_model("glfnet", description="paper scale, 224 px", input_size=224)
 def glfnet(**kwargs) -> GLFNet:
     return GLFNet(**kwargs)
 
 
-@register_model("glfnet_s", input_size=28)
+@register_model("glfnet_s", description="GLFNet with a ResNet-style trunk, 28 px", input_size=28)
 def glfnet_s(**kwargs) -> GLFNet:
-    cfg = dict(stem_width=16, stem_stride=1, stem_pool=True, widths=(24,), strides=(1,),
-               branch_width=32, attn_reduction=2, aff_reduction=4, drop_rate=0.2)
+    cfg: dict[str, Any] = dict(
+        stem_width=16,
+        stem_stride=1,
+        stem_pool=True,
+        widths=(24,),
+        strides=(1,),
+        branch_width=32,
+        attn_reduction=2,
+        aff_reduction=4,
+        drop_rate=0.2,
+    )
     cfg.update(kwargs)
     return GLFNet(**cfg)
 
 
-@register_model("glfnet_t", input_size=28)
+@register_model(
+    "glfnet_t", description="default: GLFNet on STSTNet's shallow stem, 28 px, CPU", input_size=28
+)
 def glfnet_t(**kwargs) -> GLFNet:
-    cfg = dict(stem="shallow", stem_width=16, stem_drop=0.2, widths=(), strides=(),
-               branch_width=32, attn_reduction=2, aff_reduction=4, head="flat", head_grid=5,
-               drop_rate=0.5)
+    cfg: dict[str, Any] = dict(
+        stem="shallow",
+        stem_width=16,
+        stem_drop=0.2,
+        widths=(),
+        strides=(),
+        branch_width=32,
+        attn_reduction=2,
+        aff_reduction=4,
+        head="flat",
+        head_grid=5,
+        drop_rate=0.5,
+    )
     cfg.update(kwargs)
     return GLFNet(**cfg)

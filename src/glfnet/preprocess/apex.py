@@ -16,7 +16,7 @@ anomalies say so.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -35,8 +35,9 @@ def midpoint(numbers: Sequence[int], onset: int, offset: int) -> int | None:
     return min(cands, key=lambda n: (abs(n - mid), n))
 
 
-def annotated_apex_problem(apex: int | None, onset: int, offset: int | None,
-                           numbers: Sequence[int]) -> str | None:
+def annotated_apex_problem(
+    apex: int | None, onset: int, offset: int | None, numbers: Sequence[int]
+) -> str | None:
     """Why an annotated apex cannot be used, or None when it is valid."""
     if apex is None:
         return "no usable apex in the annotation"
@@ -49,8 +50,9 @@ def annotated_apex_problem(apex: int | None, onset: int, offset: int | None,
     return None
 
 
-def flow_peak(n_frames: int, crop: Callable[[int], np.ndarray],
-              method: str = "farneback") -> tuple[int, list[float]]:
+def flow_peak(
+    n_frames: int, crop: Callable[[int], np.ndarray], method: str = "farneback"
+) -> tuple[int, list[float]]:
     """Index (1..n-1) of the frame with the largest mean flow magnitude from frame 0.
 
     ``crop(i)`` returns the i-th frame's grayscale face crop (read lazily, so long clips only

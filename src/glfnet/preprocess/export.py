@@ -30,7 +30,7 @@ def png_name(sample_id: str) -> str:
     return f"{sample_id} .png"
 
 
-def export_png(cache_dir, out_dir, size: int = PNG_SIZE) -> Path:
+def export_png(cache_dir: str | Path, out_dir: str | Path, size: int = PNG_SIZE) -> Path:
     """Write every ``ok`` sample of a cache as a PNG plus ``labels.csv``; returns the CSV path."""
     from PIL import Image
 
@@ -47,9 +47,17 @@ def export_png(cache_dir, out_dir, size: int = PNG_SIZE) -> Path:
         Image.fromarray(encode_flow_image(flow), mode="RGB").save(buf, format="PNG")
         name = png_name(r["sample_id"])
         io.write_bytes(out_dir / name, buf.getvalue())
-        rows.append({"dataset": r["database"], "sub": r["subject"], "filename_o": r["clip"],
-                     "label": classes.index(r["label"]), "apex": "", "imagename": name,
-                     "sub_filename": ""})
+        rows.append(
+            {
+                "dataset": r["database"],
+                "sub": r["subject"],
+                "filename_o": r["clip"],
+                "label": classes.index(r["label"]),
+                "apex": "",
+                "imagename": name,
+                "sub_filename": "",
+            }
+        )
     path = out_dir / LABEL_FILE
     io.write_csv(path, pd.DataFrame(rows, columns=LABEL_COLUMNS))
     return path

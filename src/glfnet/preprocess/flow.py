@@ -19,20 +19,47 @@ the magnitude of the infinitesimal strain tensor. It is dimensionless.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
 FLOW_METHODS = ("tvl1", "farneback", "dis")
-TVL1_SETTINGS = {"tau": 0.25, "lambda": 0.15, "theta": 0.3, "nscales": 5, "warps": 5,
-                 "epsilon": 0.01, "inner_iterations": 30, "outer_iterations": 10,
-                 "scale_step": 0.5, "gamma": 0.0, "median_filtering": 1}
-_TVL1_SETTERS = {"tau": "setTau", "lambda": "setLambda", "theta": "setTheta",
-                 "nscales": "setScalesNumber", "warps": "setWarpingsNumber",
-                 "epsilon": "setEpsilon", "inner_iterations": "setInnerIterations",
-                 "outer_iterations": "setOuterIterations", "scale_step": "setScaleStep",
-                 "gamma": "setGamma", "median_filtering": "setMedianFiltering"}
-FARNEBACK_SETTINGS = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3,
-                      "poly_n": 5, "poly_sigma": 1.2, "flags": 0}
+TVL1_SETTINGS = {
+    "tau": 0.25,
+    "lambda": 0.15,
+    "theta": 0.3,
+    "nscales": 5,
+    "warps": 5,
+    "epsilon": 0.01,
+    "inner_iterations": 30,
+    "outer_iterations": 10,
+    "scale_step": 0.5,
+    "gamma": 0.0,
+    "median_filtering": 1,
+}
+_TVL1_SETTERS = {
+    "tau": "setTau",
+    "lambda": "setLambda",
+    "theta": "setTheta",
+    "nscales": "setScalesNumber",
+    "warps": "setWarpingsNumber",
+    "epsilon": "setEpsilon",
+    "inner_iterations": "setInnerIterations",
+    "outer_iterations": "setOuterIterations",
+    "scale_step": "setScaleStep",
+    "gamma": "setGamma",
+    "median_filtering": "setMedianFiltering",
+}
+FARNEBACK_SETTINGS = {
+    "pyr_scale": 0.5,
+    "levels": 3,
+    "winsize": 15,
+    "iterations": 3,
+    "poly_n": 5,
+    "poly_sigma": 1.2,
+    "flags": 0,
+}
 DIS_PRESET = "MEDIUM"
 
 _ENGINES: dict = {}
@@ -49,7 +76,7 @@ def settings(method: str) -> dict:
     raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
 
 
-def _engine(method: str):
+def _engine(method: str) -> Any:
     eng = _ENGINES.get(method)
     if eng is None:
         if method == "tvl1":
@@ -85,7 +112,7 @@ def optical_strain(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)
     u_y, u_x = np.gradient(u)
     v_y, v_x = np.gradient(v)
-    return np.sqrt(u_x ** 2 + v_y ** 2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
+    return np.sqrt(u_x**2 + v_y**2 + 0.5 * (u_y + v_x) ** 2).astype(np.float32)
 
 
 def resize_flow(flow: np.ndarray, size: int) -> np.ndarray:
@@ -99,8 +126,12 @@ def resize_flow(flow: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return flow.astype(np.float32, copy=True)
     interp = cv2.INTER_AREA if size < max(h, w) else cv2.INTER_LINEAR
-    out = np.stack([cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=interp)
-                    for c in flow.astype(np.float32)])
+    out = np.stack(
+        [
+            cv2.resize(np.ascontiguousarray(c), (size, size), interpolation=interp)
+            for c in flow.astype(np.float32)
+        ]
+    )
     out[0] *= size / w
     out[1] *= size / h
     return out.astype(np.float32)

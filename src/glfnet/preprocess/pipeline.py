@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -37,12 +37,11 @@ from glfnet.data.readers.base import RawSample
 from glfnet.errors import ConfigError
 from glfnet.preprocess import apex as apex_rules
 from glfnet.preprocess.face import FaceCrop, align_face, whole_frame
-from glfnet.preprocess.flow import (FLOW_METHODS, compute_flow, optical_strain, resize_flow,
-                                    settings)
+from glfnet.preprocess.flow import FLOW_METHODS, compute_flow, optical_strain, resize_flow, settings
 
-MARKER_FILE = "prepare.json"      # the settings of a cache being written (resume check)
-SAMPLE_DIR = "samples"            # per-sample processing records (resume)
-EXCLUDED_FILE = "excluded.csv"    # samples the protocol leaves out, with the reason
+MARKER_FILE = "prepare.json"  # the settings of a cache being written (resume check)
+SAMPLE_DIR = "samples"  # per-sample processing records (resume)
+EXCLUDED_FILE = "excluded.csv"  # samples the protocol leaves out, with the reason
 EXTRA_COLUMNS = ["onset_used", "clip_dir"]
 
 
@@ -69,19 +68,20 @@ class PrepParams:
 
     def __post_init__(self):
         if not isinstance(self.crop_size, int) or not 16 <= self.crop_size <= 1024:
-            raise ConfigError(f"--crop {self.crop_size!r}: give a crop side in px between 16 "
-                              "and 1024 (default 128).")
+            raise ConfigError(
+                f"`crop_size` {self.crop_size!r}: give a crop side in px between 16 and 1024 (default 128)."
+            )
         if not isinstance(self.size, int) or not 4 <= self.size <= 1024:
-            raise ConfigError(f"--size {self.size!r}: give the stored flow side in px between "
-                              "4 and 1024 (default 28; 224 for GLFNet's full input).")
+            raise ConfigError(
+                f"`size` {self.size!r}: give the stored flow side in px between "
+                "4 and 1024 (default 28; 224 for GLFNet's full input)."
+            )
         if not 0.0 <= float(self.margin) <= 1.0:
-            raise ConfigError(f"--margin {self.margin!r}: give a fraction between 0 and 1 "
-                              "(default 0.15).")
+            raise ConfigError(f"`margin` {self.margin!r}: give a fraction between 0 and 1 (default 0.15).")
         if self.flow not in FLOW_METHODS:
-            raise ConfigError(f"--flow {self.flow!r}: expected one of {', '.join(FLOW_METHODS)}.")
+            raise ConfigError(f"`flow` {self.flow!r}: expected one of {', '.join(FLOW_METHODS)}.")
         if self.apex not in apex_rules.APEX_RULES:
-            raise ConfigError(f"--apex {self.apex!r}: expected one of "
-                              f"{', '.join(apex_rules.APEX_RULES)}.")
+            raise ConfigError(f"`apex` {self.apex!r}: expected one of {', '.join(apex_rules.APEX_RULES)}.")
         if not isinstance(self.detect_size, int) or self.detect_size < 0:
             raise ConfigError(f"detect_size {self.detect_size!r}: a size in px, 0 for full.")
         self.margin = float(self.margin)
@@ -91,6 +91,7 @@ class PrepParams:
 
 
 # ---------------------------------------------------------------------------- images
+
 
 def to_gray(img: np.ndarray) -> np.ndarray:
     """uint8 grayscale from a gray, RGB or RGBA array (uint8, or float in [0, 1])."""
@@ -117,8 +118,9 @@ def to_shape(gray: np.ndarray, shape: tuple) -> np.ndarray:
     return cv2.resize(gray, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
-def peak_crops(fc: FaceCrop, onset_gray: np.ndarray,
-               load: Callable[[int], np.ndarray]) -> Callable[[int], np.ndarray]:
+def peak_crops(
+    fc: FaceCrop, onset_gray: np.ndarray, load: Callable[[int], np.ndarray]
+) -> Callable[[int], np.ndarray]:
     """``crop(i)`` for :func:`apex_rules.flow_peak`: 0 is the onset's face crop, i > 0 the
     grayscale frame ``load(i)`` at the onset's size, cropped with the same transform."""
     onset_crop = fc.apply(onset_gray)
@@ -131,8 +133,9 @@ def face_crop_for(gray: np.ndarray, params: PrepParams) -> FaceCrop:
     return align_face(gray, params.crop_size, params.margin, params.detect_size)
 
 
-def _crop_flow(onset_crop: np.ndarray, apex_crop: np.ndarray, params: PrepParams,
-               timings: dict) -> np.ndarray:
+def _crop_flow(
+    onset_crop: np.ndarray, apex_crop: np.ndarray, params: PrepParams, timings: dict
+) -> np.ndarray:
     t = time.perf_counter()
     f = compute_flow(onset_crop, apex_crop, params.flow)
     timings["flow"] = time.perf_counter() - t
@@ -146,8 +149,10 @@ def _crop_flow(onset_crop: np.ndarray, apex_crop: np.ndarray, params: PrepParams
 
 # ---------------------------------------------------------------------------- user clips
 
-def flow_from_pair(onset_img: np.ndarray, apex_img: np.ndarray,
-                   params: PrepParams | None = None) -> tuple[np.ndarray, dict]:
+
+def flow_from_pair(
+    onset_img: np.ndarray, apex_img: np.ndarray, params: PrepParams | None = None
+) -> tuple[np.ndarray, dict]:
     """(u, v, strain) flow from an onset and an apex image, as ``glfnet prepare`` makes it.
 
     Images: (H, W) gray or (H, W, 3) RGB, uint8 or float in [0, 1]. Returns the raw
@@ -160,8 +165,9 @@ def flow_from_pair(onset_img: np.ndarray, apex_img: np.ndarray,
     t = time.perf_counter()
     a, b = to_gray(onset_img), to_gray(apex_img)
     if a.shape != b.shape:
-        warnings.append(f"apex image {b.shape[1]}x{b.shape[0]} resized to the onset's "
-                        f"{a.shape[1]}x{a.shape[0]}")
+        warnings.append(
+            f"apex image {b.shape[1]}x{b.shape[0]} resized to the onset's {a.shape[1]}x{a.shape[0]}"
+        )
         b = to_shape(b, a.shape)
     fc = face_crop_for(a, params)
     if params.align and not fc.face_found:
@@ -169,12 +175,15 @@ def flow_from_pair(onset_img: np.ndarray, apex_img: np.ndarray,
     ca, cb = fc.apply(a), fc.apply(b)
     timings["face"] = time.perf_counter() - t
     flow = _crop_flow(ca, cb, params, timings)
-    return flow, {"face_found": fc.face_found, "warnings": warnings, "crop": fc.describe(),
-                  "timings": timings}
+    return flow, {
+        "face_found": fc.face_found,
+        "warnings": warnings,
+        "crop": fc.describe(),
+        "timings": timings,
+    }
 
 
-def pick_onset_apex(frames: Sequence[np.ndarray], params: PrepParams | None = None
-                    ) -> tuple[int, int, dict]:
+def pick_onset_apex(frames: Sequence[np.ndarray], params: PrepParams | None = None) -> tuple[int, int, dict]:
     """Onset and apex indices of an unlabelled clip: onset = the first frame, apex = the frame
     of largest mean flow magnitude from it (flow-peak on the face crops). Returns
     (onset_index, apex_index, info)."""
@@ -188,8 +197,9 @@ def pick_onset_apex(frames: Sequence[np.ndarray], params: PrepParams | None = No
     return 0, best, {"face_found": fc.face_found, "scores": scores}
 
 
-def flow_from_frames(frames: Sequence[np.ndarray], params: PrepParams | None = None
-                     ) -> tuple[np.ndarray, dict]:
+def flow_from_frames(
+    frames: Sequence[np.ndarray], params: PrepParams | None = None
+) -> tuple[np.ndarray, dict]:
     """Flow of an unlabelled clip: onset = first frame, apex by flow-peak. The info dict adds
     ``onset_index`` and ``apex_index`` to :func:`flow_from_pair`'s."""
     params = params or PrepParams()
@@ -201,29 +211,54 @@ def flow_from_frames(frames: Sequence[np.ndarray], params: PrepParams | None = N
 
 # ---------------------------------------------------------------------------- one sample
 
+
 def _s(x) -> str:
     return "" if x is None else str(x)
 
 
 def base_row(s: RawSample, label: str) -> dict:
     """The manifest row of a sample before processing (status empty)."""
-    return {"sample_id": s.sample_id, "database": s.database, "subject": s.subject,
-            "clip": s.clip, "label": label, "emotion": s.emotion, "onset": _s(s.onset),
-            "apex": _s(s.apex), "offset": _s(s.offset), "apex_used": "", "apex_source": "",
-            "n_frames": str(len(s.frames)), "action_units": s.action_units, "face": "",
-            "status": "", "anomalies": list(s.anomalies), "file": "", "onset_used": "",
-            "clip_dir": _s(s.clip_dir)}
+    return {
+        "sample_id": s.sample_id,
+        "database": s.database,
+        "subject": s.subject,
+        "clip": s.clip,
+        "label": label,
+        "emotion": s.emotion,
+        "onset": _s(s.onset),
+        "apex": _s(s.apex),
+        "offset": _s(s.offset),
+        "apex_used": "",
+        "apex_source": "",
+        "n_frames": str(len(s.frames)),
+        "action_units": s.action_units,
+        "face": "",
+        "status": "",
+        "anomalies": list(s.anomalies),
+        "file": "",
+        "onset_used": "",
+        "clip_dir": _s(s.clip_dir),
+    }
 
 
 def _signature(s: RawSample) -> dict:
     """What the flow of a sample depends on besides the params (resume check)."""
-    return {"clip_dir": _s(s.clip_dir), "onset": s.onset, "apex": s.apex, "offset": s.offset,
-            "frames": [len(s.frames), s.frames[0].name if s.frames else "",
-                       s.frames[-1].name if s.frames else ""]}
+    return {
+        "clip_dir": _s(s.clip_dir),
+        "onset": s.onset,
+        "apex": s.apex,
+        "offset": s.offset,
+        "frames": [
+            len(s.frames),
+            s.frames[0].name if s.frames else "",
+            s.frames[-1].name if s.frames else "",
+        ],
+    }
 
 
-def _read_gray(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+def _read_gray(path: Path | None) -> np.ndarray:
+    """A frame as 8-bit grey; a _SampleError when it is not on disk (None) or unreadable."""
+    img = None if path is None else cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise _SampleError(f"unreadable frame {path} (expected an image file OpenCV can read)")
     return img
@@ -273,8 +308,7 @@ def process_sample(s: RawSample, label: str, params: PrepParams, cache_dir) -> d
         t = time.perf_counter()
         b = _read_gray(s.frame_path(apex))
         if b.shape != a.shape:
-            notes.append(f"apex frame size {b.shape[1]}x{b.shape[0]} differs from the onset's: "
-                         "resized")
+            notes.append(f"apex frame size {b.shape[1]}x{b.shape[0]} differs from the onset's: resized")
             b = to_shape(b, a.shape)
         timings["read"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -283,11 +317,17 @@ def process_sample(s: RawSample, label: str, params: PrepParams, cache_dir) -> d
         flow = _crop_flow(ca, cb, params, timings)
         if not np.all(np.isfinite(flow)):
             raise _SampleError("the flow has non-finite values")
-        result = {"onset_used": str(onset), "apex_used": str(apex), "apex_source": source,
-                  "face": _face_word(params, fc), "notes": notes}
+        result = {
+            "onset_used": str(onset),
+            "apex_used": str(apex),
+            "apex_source": source,
+            "face": _face_word(params, fc),
+            "notes": notes,
+        }
         t = time.perf_counter()
-        io.write_json(Path(cache_dir) / SAMPLE_DIR / f"{s.sample_id}.json",
-                      {"input": _signature(s), "result": result})
+        io.write_json(
+            Path(cache_dir) / SAMPLE_DIR / f"{s.sample_id}.json", {"input": _signature(s), "result": result}
+        )
         rel = cache.save_flow(cache_dir, s.sample_id, flow)
         timings["write"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
@@ -309,17 +349,30 @@ def _face_word(params: PrepParams, fc: FaceCrop) -> str:
 
 
 def _fill(row: dict, result: dict, rel: str) -> None:
-    row.update(onset_used=result["onset_used"], apex_used=result["apex_used"],
-               apex_source=result["apex_source"], face=result["face"], status="ok", file=rel)
+    row.update(
+        onset_used=result["onset_used"],
+        apex_used=result["apex_used"],
+        apex_source=result["apex_source"],
+        face=result["face"],
+        status="ok",
+        file=rel,
+    )
     row["anomalies"] = row["anomalies"] + list(result["notes"])
 
 
-def _choose_apex(s: RawSample, onset: int, offset: int, onset_gray: np.ndarray, fc: FaceCrop,
-                 params: PrepParams, notes: list[str]) -> tuple[int, str]:
+def _choose_apex(
+    s: RawSample,
+    onset: int,
+    offset: int,
+    onset_gray: np.ndarray,
+    fc: FaceCrop,
+    params: PrepParams,
+    notes: list[str],
+) -> tuple[int, str]:
     """The annotated apex when valid, else ``params.apex`` (never the label)."""
     annotated = s.extra.get("apex_column", True)
     problem = apex_rules.annotated_apex_problem(s.apex, onset, s.offset, s.frame_numbers)
-    if problem is None:
+    if problem is None and s.apex is not None:  # (no problem: an apex is annotated)
         return s.apex, "annotated"
     if params.apex == "midpoint":
         apex = apex_rules.midpoint(s.frame_numbers, onset, offset)
@@ -332,8 +385,10 @@ def _choose_apex(s: RawSample, onset: int, offset: int, onset_gray: np.ndarray, 
         else:
             apex = None
     if apex is None:
-        raise _SampleError(f"no frame after the onset {onset} (frames on disk: "
-                           f"{len(s.frame_numbers)}): cannot compute a flow")
+        raise _SampleError(
+            f"no frame after the onset {onset} (frames on disk: "
+            f"{len(s.frame_numbers)}): cannot compute a flow"
+        )
     if annotated:
         notes.append(f"{problem}: used the {params.apex} frame {apex}")
     return apex, params.apex
@@ -345,6 +400,7 @@ def _worker(s: RawSample, label: str, params: PrepParams, cache_dir: str) -> dic
 
 
 # ---------------------------------------------------------------------------- a protocol
+
 
 @dataclass
 class PrepareResult:
@@ -361,8 +417,7 @@ class PrepareResult:
 
 
 def _settings_record(params: PrepParams, protocol: str, databases) -> dict:
-    return {"params": params.to_dict(), "protocol": protocol,
-            "databases": sorted(set(databases))}
+    return {"params": params.to_dict(), "protocol": protocol, "databases": sorted(set(databases))}
 
 
 def _differences(have: dict, want: dict) -> list[str]:
@@ -386,28 +441,31 @@ def _clear(cache_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def claim_cache_dir(cache_dir, params: PrepParams, protocol: str, databases,
-                    overwrite: bool = False) -> Path:
+def claim_cache_dir(cache_dir, params: PrepParams, protocol: str, databases, overwrite: bool = False) -> Path:
     """Check that ``cache_dir`` is new, empty, or a cache with the same settings (resume);
     with ``overwrite`` a cache with other settings is cleared. Raises ConfigError otherwise."""
     cache_dir = Path(cache_dir).expanduser()
     want = _settings_record(params, protocol, databases)
     if cache_dir.exists() and not cache_dir.is_dir():
-        raise ConfigError(f"--out {cache_dir} is a file; give a folder for the cache.")
+        raise ConfigError(f"`cache_dir` {cache_dir} is a file; give a folder for the cache.")
     if cache_dir.is_dir() and any(cache_dir.iterdir()):
         marker, meta = cache_dir / MARKER_FILE, cache_dir / cache.META_FILE
         if not marker.is_file() and not meta.is_file():
-            raise ConfigError(f"--out {cache_dir} exists, is not empty and is not a glfnet "
-                              "cache; give a new or empty folder.")
+            raise ConfigError(
+                f"`cache_dir` {cache_dir} exists, is not empty and is not a glfnet "
+                "cache; give a new or empty folder."
+            )
         try:
             have = json.loads((marker if marker.is_file() else meta).read_text("utf-8"))
         except (OSError, ValueError):
             have = {}
         diff = _differences(have, want)
         if diff and not overwrite:
-            raise ConfigError(f"--out {cache_dir} holds a cache made with other settings "
-                              f"({'; '.join(diff)}). Use another --out, or --overwrite to "
-                              "replace it.")
+            raise ConfigError(
+                f"`cache_dir` {cache_dir} holds a cache made with other settings "
+                f"({'; '.join(diff)}). Use another `cache_dir`, or `overwrite` to "
+                "replace it."
+            )
         if overwrite:
             _clear(cache_dir)
         for sub in (cache.FLOW_DIR, SAMPLE_DIR):  # temp files of an interrupted run
@@ -444,10 +502,17 @@ def _run(todo, params: PrepParams, cache_dir: Path, jobs: int):
     yield from par(delayed(_worker)(s, label, params, str(cache_dir)) for s, label in todo)
 
 
-def prepare_cache(selection, cache_dir, params: PrepParams | None = None, *,
-                  scans: Sequence = (), jobs: int = 1, overwrite: bool = False,
-                  progress: Callable[[int, int, dict | None], None] | None = None,
-                  export_png=None) -> PrepareResult:
+def prepare_cache(
+    selection,
+    cache_dir,
+    params: PrepParams | None = None,
+    *,
+    scans: Sequence = (),
+    jobs: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[int, int, dict | None], None] | None = None,
+    export_png=None,
+) -> PrepareResult:
     """Write the flow cache of a protocol selection (:class:`glfnet.data.protocols.Selection`).
 
     Resumable: samples already in ``cache_dir`` with the same inputs are kept. ``progress``
@@ -457,9 +522,8 @@ def prepare_cache(selection, cache_dir, params: PrepParams | None = None, *,
     """
     params = params or PrepParams()
     if jobs < 1:
-        raise ConfigError(f"--jobs {jobs}: give 1 or more worker processes.")
-    databases = sorted({s.database for s, _ in selection.included} |
-                       {sc.database for sc in scans})
+        raise ConfigError(f"`jobs` {jobs}: give 1 or more worker processes.")
+    databases = sorted({s.database for s, _ in selection.included} | {sc.database for sc in scans})
     cache_dir = claim_cache_dir(cache_dir, params, selection.protocol.name, databases, overwrite)
     rows: list[dict] = []
     todo = []
@@ -494,8 +558,9 @@ def prepare_cache(selection, cache_dir, params: PrepParams | None = None, *,
         from glfnet.preprocess.export import export_png as _export
 
         _export(cache_dir, export_png)
-    return PrepareResult(cache_dir, manifest, excluded, meta, computed=total, skipped=skipped,
-                         timings=timings)
+    return PrepareResult(
+        cache_dir, manifest, excluded, meta, computed=total, skipped=skipped, timings=timings
+    )
 
 
 def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
@@ -509,18 +574,27 @@ def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
 
 def _excluded_frame(excluded) -> pd.DataFrame:
     cols = ["sample_id", "database", "subject", "clip", "emotion", "reason", "anomalies"]
-    rows = [{"sample_id": s.sample_id, "database": s.database, "subject": s.subject,
-             "clip": s.clip, "emotion": s.emotion, "reason": reason,
-             "anomalies": cache.ANOMALY_SEP.join(s.anomalies)} for s, reason in excluded]
+    rows = [
+        {
+            "sample_id": s.sample_id,
+            "database": s.database,
+            "subject": s.subject,
+            "clip": s.clip,
+            "emotion": s.emotion,
+            "reason": reason,
+            "anomalies": cache.ANOMALY_SEP.join(s.anomalies),
+        }
+        for s, reason in excluded
+    ]
     df = pd.DataFrame(rows, columns=cols).astype(str)
     return df.sort_values(["database", "subject", "clip"], kind="stable").reset_index(drop=True)
 
 
-def _meta(selection, params: PrepParams, manifest: pd.DataFrame, excluded: pd.DataFrame,
-          scans) -> dict:
+def _meta(selection, params: PrepParams, manifest: pd.DataFrame, excluded: pd.DataFrame, scans) -> dict:
     ok = manifest[manifest["status"] == "ok"]
-    counts = {db: {c: int(((g["label"] == c)).sum()) for c in selection.classes}
-              for db, g in ok.groupby("database")}
+    counts = {
+        db: {c: int((g["label"] == c).sum()) for c in selection.classes} for db, g in ok.groupby("database")
+    }
     return {
         "classes": list(selection.classes),
         "protocol": selection.protocol.name,
@@ -528,9 +602,15 @@ def _meta(selection, params: PrepParams, manifest: pd.DataFrame, excluded: pd.Da
         "params": params.to_dict(),
         "glfnet_version": __version__,
         "flow_settings": {"method": params.flow, **settings(params.flow)},
-        "databases": {sc.database: {"root": str(sc.root), "frames_dir": str(sc.frames_dir),
-                                    "annotations": _s(sc.annotations), "variant": sc.variant}
-                      for sc in scans},
+        "databases": {
+            sc.database: {
+                "root": str(sc.root),
+                "frames_dir": str(sc.frames_dir),
+                "annotations": _s(sc.annotations),
+                "variant": sc.variant,
+            }
+            for sc in scans
+        },
         "counts": counts,
         "status": {k: int((manifest["status"] == k).sum()) for k in cache.STATUSES},
         "excluded": len(excluded),

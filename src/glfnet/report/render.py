@@ -2,7 +2,9 @@
 self-contained HTML page (images embedded as ``data:`` URIs, inline CSS, no scripts, no
 external references).
 
-Text may use ``code`` spans in back-quotes and ``**bold**``; everything else is literal.
+Text may use ``code`` spans in back-quotes, ``**bold**`` and ``*emphasis*`` (Markdown's own
+syntax, so ``report.md`` shows it as written); everything else is literal, and nothing inside a
+code span is formatted.
 """
 
 from __future__ import annotations
@@ -14,10 +16,15 @@ from dataclasses import dataclass, field
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
+_EM = re.compile(r"(?<![*\w])\*(?![\s*])([^*]+?)(?<!\s)\*(?![*\w])")
 _NUM = re.compile(r"^(—|[+-]?\d[\d.]*( ± [\d.]+)?( s)?)$")
 
+# Width of the page's text column in CSS pixels (body text 16 px); report figures are drawn
+# to fit it (glfnet.report.figures), so their text shows at about the size of the prose.
+COLUMN_PX = 1100
+
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: COLUMN_PX;
        margin: 2em auto; padding: 0 1em; color: #111; line-height: 1.45; }
 h1, h2, h3 { line-height: 1.2; }
 h2 { border-bottom: 1px solid #999; padding-bottom: .2em; margin-top: 2em; }
@@ -32,7 +39,7 @@ figure img { max-width: 100%; border: 1px solid #ccc; }
 figcaption { font-size: .85em; color: #333; }
 .note { border-left: 4px solid #555; background: #f6f6f6; padding: .5em 1em; }
 .warning { border-left: 6px double #000; background: #eee; padding: .5em 1em; }
-"""
+""".replace("COLUMN_PX", f"{COLUMN_PX}px")
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Doc:
 
 # --------------------------------------------------------------------------- markdown
 
+
 def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -84,8 +92,9 @@ def to_markdown(doc: Doc) -> str:
         elif kind == "table":
             _, header, rows, caption = b
             out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-            out.append("|" + "|".join("---:" if i and _numeric(rows, i) else "---"
-                                      for i in range(len(header))) + "|")
+            out.append(
+                "|" + "|".join("---:" if i and _numeric(rows, i) else "---" for i in range(len(header))) + "|"
+            )
             out += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
             out.append("")
             if caption:
@@ -100,11 +109,25 @@ def to_markdown(doc: Doc) -> str:
 
 # --------------------------------------------------------------------------- html
 
+
+def _emphasis(text: str) -> str:
+    """Escape, then turn **bold** and *emphasis* into tags (text outside code spans)."""
+    t = _BOLD.sub(r"<strong>\1</strong>", html.escape(text, quote=True))
+    return _EM.sub(r"<em>\1</em>", t)
+
+
 def inline_html(text: str) -> str:
-    """Escape, then turn `code` and **bold** into tags."""
-    t = html.escape(str(text), quote=True)
-    t = _CODE.sub(r"<code>\1</code>", t)
-    return _BOLD.sub(r"<strong>\1</strong>", t)
+    """Escape, then turn `code`, **bold** and *emphasis* into tags."""
+    parts = _CODE.split(str(text))  # even: prose, odd: the inside of code spans
+    return "".join(
+        f"<code>{html.escape(part, quote=True)}</code>" if i % 2 else _emphasis(part)
+        for i, part in enumerate(parts)
+    )
+
+
+def _cell(tag: str, numeric: bool, text: str) -> str:
+    """A table cell; text cells are left-aligned."""
+    return (f"<{tag}>" if numeric else f'<{tag} class="l">') + inline_html(text) + f"</{tag}>"
 
 
 def to_html(doc: Doc) -> str:
@@ -125,18 +148,25 @@ def to_html(doc: Doc) -> str:
             if caption:
                 parts.append(f"<caption>{inline_html(caption)}</caption>")
             num = [i > 0 and _numeric(rows, i) for i in range(len(header))]
-            cell = lambda tag, i, t: (f"<{tag}>" if num[i] else f'<{tag} class="l">') + inline_html(t) + f"</{tag}>"  # noqa: E731
-            parts.append("<thead><tr>" + "".join(cell("th", i, h) for i, h in enumerate(header))
-                         + "</tr></thead><tbody>")
-            parts += ["<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>" for r in rows]
+            parts.append(
+                "<thead><tr>"
+                + "".join(_cell("th", n, h) for n, h in zip(num, header))
+                + "</tr></thead><tbody>"
+            )
+            parts += ["<tr>" + "".join(_cell("td", n, c) for n, c in zip(num, r)) + "</tr>" for r in rows]
             parts.append("</tbody></table>")
             body.append("".join(parts))
         elif kind == "img":
             _, _rel, alt, png, caption = b
             data = base64.b64encode(png).decode("ascii")
             cap = f"<figcaption>{inline_html(caption)}</figcaption>" if caption else ""
-            body.append(f'<figure><img alt="{html.escape(alt, quote=True)}" '
-                        f'src="data:image/png;base64,{data}">{cap}</figure>')
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(doc.title.replace('`', ''))}</title><style>{CSS}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+            body.append(
+                f'<figure><img alt="{html.escape(alt, quote=True)}" '
+                f'src="data:image/png;base64,{data}">{cap}</figure>'
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(doc.title.replace('`', ''))}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

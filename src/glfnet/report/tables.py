@@ -1,46 +1,63 @@
-"""Results tables from ``metrics.json`` (shared by the console and the written reports)."""
+"""Results tables from a run's :class:`~glfnet.eval.rundir.Metrics` (shared by the console and
+the written reports)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any
+
 from glfnet.data.naming import DB_DISPLAY
+from glfnet.eval.rundir import SCORE_KEYS, Metrics
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 # Display order of the composite's subsets; other databases follow alphabetically.
 SUBSET_ORDER = ("full", "smic", "casme2", "samm")
 
 
-def subset_order(section) -> list[str]:
+def subset_order(section: Collection[str]) -> list[str]:
     """The subset names of ``section`` (a metrics section or any collection of names) in
     display order."""
     known = [s for s in SUBSET_ORDER if s in section]
     return known + sorted(s for s in section if s not in SUBSET_ORDER)
 
 
-def fmt_pm(mean: float, std: float, n_seeds: int) -> str:
-    return f"{mean:.4f} ± {std:.4f}" if n_seeds > 1 else f"{mean:.4f}"
+def fmt_score(value: float | None) -> str:
+    """A score with 4 decimals; "—" where there is none."""
+    return "—" if value is None else f"{value:.4f}"
 
 
-def results_rows(metrics: dict, which: str = "honest") -> list[dict]:
+def fmt_pm(mean: float, std: float | None) -> str:
+    """``mean ± std`` with 4 decimals; the mean alone where there is no spread (one seed)."""
+    return f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def results_rows(metrics: Metrics, which: str = "honest") -> list[dict[str, Any]]:
     """One row per subset: name, n, uf1, uar, acc (formatted 'mean ± std' over seeds)."""
-    section = metrics.get(which)
+    section = metrics.section(which)
     if not section:
         return []
-    k = len(metrics.get("seeds", [0]))
-    return [{"subset": DB_DISPLAY.get(s, s), "n": section[s]["n"],
-             "uf1": fmt_pm(section[s]["uf1"], section[s]["uf1_std"], k),
-             "uar": fmt_pm(section[s]["uar"], section[s]["uar_std"], k),
-             "acc": fmt_pm(section[s]["acc"], section[s].get("acc_std", 0.0), k)}
-            for s in subset_order(section)]
+    return [
+        {
+            "subset": DB_DISPLAY.get(s, s),
+            "n": section[s].n,
+            **{k: fmt_pm(*section[s].mean_std(k)) for k in SCORE_KEYS},
+        }
+        for s in subset_order(section)
+    ]
 
 
-def rich_table(metrics: dict, which: str = "honest"):
+def rich_table(metrics: Metrics, which: str = "honest") -> Table:
+    """The results table of one section as a Rich table."""
     from rich.table import Table
 
-    labels = metrics.get("labels", {})
-    title = ("Leak-free results" if which == "honest" else "Oracle (test-selected, optimistic)")
-    seeds = metrics.get("seeds", [])
-    t = Table(title=f"{title}: {metrics['model']}, {metrics['protocol'].upper()}, "
-                    f"seeds {','.join(map(str, seeds))}",
-              caption=labels.get(which))
+    title = "Leak-free results" if which == "honest" else "Oracle (test-selected, optimistic)"
+    t = Table(
+        title=f"{title}: {metrics.model}, {metrics.protocol.upper()}, "
+        f"seeds {','.join(map(str, metrics.seeds))}",
+        caption=metrics.labels.get(which),
+    )
     for col in ("subset", "samples", "UF1", "UAR", "accuracy"):
         t.add_column(col, justify="left" if col == "subset" else "right")
     for r in results_rows(metrics, which):

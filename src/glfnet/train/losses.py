@@ -8,13 +8,18 @@ base = softmax cross-entropy or focal loss (gamma). Counts come from the fold's 
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from glfnet.config import BaseLoss, Config
 
-def class_balanced_weights(counts, beta: float) -> np.ndarray:
+
+def class_balanced_weights(counts: npt.ArrayLike, beta: float) -> np.ndarray:
     """Per-class weights; a class absent from training gets weight 0 (it has no samples)."""
     counts = np.asarray(counts, dtype=np.float64)
     present = counts > 0
@@ -25,19 +30,27 @@ def class_balanced_weights(counts, beta: float) -> np.ndarray:
 
 
 class ClassBalancedLoss(nn.Module):
-    """``beta=None`` gives equal weights: the plain base loss (the ``--loss ce`` ablation)."""
+    """``beta=None`` gives equal weights: the plain base loss (the ``loss: ce`` ablation)."""
 
-    def __init__(self, counts, beta: float | None = 0.999, base: str = "ce", gamma: float = 2.0,
-                 label_smoothing: float = 0.0):
+    weight: torch.Tensor  # per-class weights (a buffer)
+
+    def __init__(
+        self,
+        counts: npt.ArrayLike,
+        beta: float | None = 0.999,
+        base: BaseLoss = "ce",
+        gamma: float = 2.0,
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
-        if base not in ("ce", "focal"):
-            raise ValueError(f"base loss must be ce or focal, not {base!r}")
+        if base not in get_args(BaseLoss):
+            raise ValueError(f"base loss must be {' or '.join(get_args(BaseLoss))}, not {base!r}")
         counts = np.asarray(counts)
         w = class_balanced_weights(counts, beta) if beta is not None else (counts > 0).astype(float)
         self.register_buffer("weight", torch.tensor(w, dtype=torch.float32))
         self.base, self.gamma, self.label_smoothing = base, gamma, label_smoothing
 
-    def forward(self, logits, target):
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=self.label_smoothing)
         if self.base == "focal":
             p_t = torch.exp(-F.cross_entropy(logits.float(), target, reduction="none"))
@@ -45,9 +58,13 @@ class ClassBalancedLoss(nn.Module):
         return (self.weight[target] * ce).mean()  # as Cui et al.: weighted sum / batch size
 
 
-def build_loss(cfg, counts) -> nn.Module:
+def build_loss(cfg: Config, counts: npt.ArrayLike) -> nn.Module:
     """``cfg.loss``: cb -> class-balanced weights (``cb_beta``); ce -> equal weights. The base
     is ``cfg.base_loss`` (ce or focal) either way."""
-    return ClassBalancedLoss(counts, beta=cfg.cb_beta if cfg.loss == "cb" else None,
-                             base=cfg.base_loss, gamma=cfg.focal_gamma,
-                             label_smoothing=cfg.label_smoothing)
+    return ClassBalancedLoss(
+        counts,
+        beta=cfg.cb_beta if cfg.loss == "cb" else None,
+        base=cfg.base_loss,
+        gamma=cfg.focal_gamma,
+        label_smoothing=cfg.label_smoothing,
+    )

@@ -15,8 +15,8 @@ import copy
 import math
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import torch
@@ -31,23 +31,41 @@ from glfnet.train.losses import build_loss
 
 
 @contextlib.contextmanager
-def determinism(device: str):
+def determinism(device: str) -> Iterator[None]:
     """Deterministic kernels while training on the CPU (the same seed gives the same result);
     none asked for on CUDA, where some kernels used here (median) have no deterministic form.
     PyTorch's debugging aid of filling every new tensor with NaN in this mode is switched off:
     it changes no result and cost 10-20 % of glfnet_s's CPU training time (some 1,100 fills
-    per step; the composite LOSO went from 15.7 to 14.0 minutes at 35 epochs). The process's previous settings are restored afterwards, so a CPU run does not
-    break a later CUDA run in the same Python session."""
+    per step; the composite LOSO went from 15.7 to 14.0 minutes at 35 epochs). The process's
+    previous settings are restored afterwards, so a CPU run does not break a later CUDA run in
+    the same Python session."""
+    # (the flag is a property of that module, which PyTorch's type stubs do not show)
     import torch.utils.deterministic as tud
 
-    before = torch.are_deterministic_algorithms_enabled(), tud.fill_uninitialized_memory
+    before = torch.are_deterministic_algorithms_enabled(), tud.fill_uninitialized_memory  # type: ignore[attr-defined]
     torch.use_deterministic_algorithms(device == "cpu")
-    tud.fill_uninitialized_memory = False
+    tud.fill_uninitialized_memory = False  # type: ignore[attr-defined]
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before[0])
-        tud.fill_uninitialized_memory = before[1]
+        tud.fill_uninitialized_memory = before[1]  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def one_thread_on_cpu(device: str) -> Iterator[None]:
+    """Train single-threaded on the CPU, as every LOSO fold and ``glfnet train`` do: small
+    models train fastest so, and a machine under load is not oversubscribed (one epoch of the
+    442-image release took 31.8 s with PyTorch's default threads under load, 0.5 s with
+    one). The result then does not depend on the machine's core count. The previous thread
+    count is restored afterwards."""
+    before = torch.get_num_threads()
+    if device == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fold_seed(seed: int, fold_name: str) -> int:
@@ -99,9 +117,18 @@ def member_seed(seed: int, member: int) -> int:
     return int(np.random.SeedSequence([int(seed), 7919, int(member)]).generate_state(1)[0])
 
 
-def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, num_classes: int,
-               encoding: str, seed: int, observer: Callable | None = None,
-               on_epoch: Callable | None = None, groups: np.ndarray | None = None) -> TrainedFold:
+def train_fold(
+    X: np.ndarray,
+    y: np.ndarray,
+    subjects: np.ndarray,
+    cfg: Config,
+    num_classes: int,
+    encoding: str,
+    seed: int,
+    observer: Callable | None = None,
+    on_epoch: Callable | None = None,
+    groups: np.ndarray | None = None,
+) -> TrainedFold:
     """Train on (X, y) -- a fold's training samples and nothing else.
 
     ``subjects`` serve the inner validation split (``cfg.val_subjects > 0``): that fraction of
@@ -134,10 +161,24 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
     for k in range(cfg.ensemble):
         mseed = member_seed(seed, k)
         model, hist, sel = _train_member(
-            Xs, y_t, X, np.asarray(y), groups, fit_idx, val_idx, pipeline, loss_fn, cfg, num_classes,
-            mseed, rng if k == 0 else np.random.default_rng(mseed), device,
+            Xs,
+            y_t,
+            X,
+            np.asarray(y),
+            groups,
+            fit_idx,
+            val_idx,
+            pipeline,
+            loss_fn,
+            cfg,
+            num_classes,
+            mseed,
+            rng if k == 0 else np.random.default_rng(mseed),
+            device,
             None if observer is None else (lambda e, p, k=k: observer(e, p, k)),
-            on_epoch, k if cfg.ensemble > 1 else None)
+            on_epoch,
+            k if cfg.ensemble > 1 else None,
+        )
         history.extend(hist)
         members.append(model)
         selected.append(sel)
@@ -148,15 +189,32 @@ def train_fold(X: np.ndarray, y: np.ndarray, subjects: np.ndarray, cfg: Config, 
     return result
 
 
-def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cfg: Config, num_classes,
-                  seed: int, rng: np.random.Generator, device, observer, on_epoch, member):
+def _train_member(
+    Xs,
+    y_t,
+    X,
+    y,
+    groups,
+    fit_idx,
+    val_idx,
+    pipeline,
+    loss_fn,
+    cfg: Config,
+    num_classes,
+    seed: int,
+    rng: np.random.Generator,
+    device,
+    observer,
+    on_epoch,
+    member,
+):
     """One network on the fit samples: AdamW, warm-up + cosine, optional mixup and epoch
     selection on the validation subjects. Returns (model, history, selected epoch)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = build_model(cfg, num_classes).to(device, memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                            foreach=True)
+    # (Module.to takes memory_format, which PyTorch's type stubs do not show)
+    model = build_model(cfg, num_classes).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     n_batches = max(1, math.ceil(len(fit_idx) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, n_batches))
     swa_from = cfg.epochs - cfg.swa_epochs + 1  # first epoch whose weights are averaged
@@ -188,11 +246,16 @@ def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cf
             sched.step()
             total_loss += loss.detach().double() * len(b)  # no GPU sync per step
             seen += len(b)
-        record = {"epoch": epoch, "loss": float(total_loss) / max(seen, 1), "lr": opt.param_groups[0]["lr"],
-                  "seconds": time.perf_counter() - t0}
+        record = {
+            "epoch": epoch,
+            "loss": float(total_loss) / max(seen, 1),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
         if len(val_idx):
-            pred = predict_proba(model, pipeline, X[val_idx],
-                                 groups=None if groups is None else groups[val_idx]).argmax(1)
+            pred = predict_proba(
+                model, pipeline, X[val_idx], groups=None if groups is None else groups[val_idx]
+            ).argmax(1)
             record["val_uf1"] = scores(y[val_idx], pred, num_classes)["uf1"]
             if record["val_uf1"] > best[0]:
                 best = (record["val_uf1"], copy.deepcopy(model.state_dict()))
@@ -210,8 +273,9 @@ def _train_member(Xs, y_t, X, y, groups, fit_idx, val_idx, pipeline, loss_fn, cf
         model.load_state_dict(best[1])
     if swa is not None:  # the averaged weights, with BatchNorm statistics recomputed for them
         model.load_state_dict(swa.module.state_dict())
-        refresh_batchnorm(model, pipeline, Xs[fit_idx], cfg.batch_size,
-                          None if groups is None else groups[fit_idx])
+        refresh_batchnorm(
+            model, pipeline, Xs[fit_idx], cfg.batch_size, None if groups is None else groups[fit_idx]
+        )
     model.eval()
     return model, history, selected
 
@@ -229,12 +293,14 @@ def lr_schedule(cfg: Config, n_batches: int) -> Callable[[int], float]:
         if s >= total:
             return floor
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+
     return factor
 
 
 @torch.no_grad()
-def refresh_batchnorm(model: torch.nn.Module, pipeline: InputPipeline, Xs: torch.Tensor,
-                      batch_size: int, groups=None) -> None:
+def refresh_batchnorm(
+    model: torch.nn.Module, pipeline: InputPipeline, Xs: torch.Tensor, batch_size: int, groups=None
+) -> None:
     """Recompute BatchNorm running statistics with one pass over (training) inputs, without
     augmentation: averaged weights need statistics of their own."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
@@ -246,7 +312,7 @@ def refresh_batchnorm(model: torch.nn.Module, pipeline: InputPipeline, Xs: torch
         m.momentum = None  # cumulative average over the pass
     model.train()
     for i in range(0, len(Xs), batch_size):
-        g = None if groups is None else groups[i:i + batch_size]
-        model(pipeline(Xs[i:i + batch_size], groups=g))
+        g = None if groups is None else groups[i : i + batch_size]
+        model(pipeline(Xs[i : i + batch_size], groups=g))
     for m, mom in zip(bns, moments):
         m.momentum = mom

@@ -9,15 +9,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 from glfnet.data import naming
 from glfnet.data.readers import casme2, casme3a, mmew, samm, smic
 from glfnet.data.readers.base import DatasetScan, RawSample
 from glfnet.errors import ConfigError
 
-__all__ = ["READERS", "Reader", "RawSample", "DatasetScan", "read_database", "get_reader"]
+__all__ = ["READERS", "DatasetScan", "RawSample", "Reader", "get_reader", "read_database"]
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,9 @@ class Reader:
 
 
 READERS: dict[str, Reader] = {
-    "casme2": Reader("casme2", "CASME II", casme2.read, casme2.LAYOUT,
-                     ("raw", "selected", "cropped")),
+    "casme2": Reader("casme2", "CASME II", casme2.read, casme2.LAYOUT, ("raw", "selected", "cropped")),
     "samm": Reader("samm", "SAMM", samm.read, samm.LAYOUT, ("raw",)),
-    "smic": Reader("smic", "SMIC-HS", smic.read, smic.LAYOUT, ("raw", "cropped"),
-                   has_sheet=False),
+    "smic": Reader("smic", "SMIC-HS", smic.read, smic.LAYOUT, ("raw", "cropped"), has_sheet=False),
     "smic-e": Reader("smic-e", "SMIC-E (HS)", smic.read_e, smic.LAYOUT_E, ("raw",)),
     "casme3a": Reader("casme3a", "CAS(ME)^3 Part A", casme3a.read, casme3a.LAYOUT, ("raw",)),
     "mmew": Reader("mmew", "MMEW", mmew.read, mmew.LAYOUT, ("raw",)),
@@ -49,7 +48,9 @@ def get_reader(name: str) -> Reader:
     return READERS[key]
 
 
-def read_database(name: str, root, annotations=None, variant: str = "auto") -> DatasetScan:
+def read_database(
+    name: str, root: str | Path, annotations: str | Path | None = None, variant: str = "auto"
+) -> DatasetScan:
     """Read one database from its official layout under ``root``. Raises DataError (wrong
     root, missing sheet, missing columns) with a message naming what was expected."""
     return get_reader(name).read(root, annotations=annotations, variant=variant)

@@ -8,10 +8,12 @@ row, a row without a folder) per sample instead of crashing or dropping the samp
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from glfnet.data import naming
 from glfnet.errors import DataError
@@ -78,12 +80,13 @@ class DatasetScan:
 
 # ---------------------------------------------------------------------------- names and numbers
 
-def norm_key(text) -> str:
+
+def norm_key(text: object) -> str:
     """Column-name key: lower case, letters and digits only (``Onset Frame`` -> ``onsetframe``)."""
     return re.sub(r"[^a-z0-9]", "", str(text).lower())
 
 
-def parse_frame_number(value) -> int | None:
+def parse_frame_number(value: object) -> int | None:
     """``"46"``, ``"46.0"``, ``46`` -> 46; blanks, ``"/"``, ``"-"`` and text -> None."""
     s = str(value).strip() if value is not None else ""
     m = re.fullmatch(r"(\d+)(?:\.0+)?", s)
@@ -114,9 +117,9 @@ def list_frames(folder: Path) -> tuple[list[Path], list[int]]:
     return [p for _, _, p in found], [n for n, _, _ in found]
 
 
-def compress_ranges(numbers) -> str:
+def compress_ranges(numbers: Iterable[int]) -> str:
     """[3, 4, 5, 9] -> ``"3-5, 9"``."""
-    nums = sorted(set(int(n) for n in numbers))
+    nums = sorted({int(n) for n in numbers})
     parts, i = [], 0
     while i < len(nums):
         j = i
@@ -129,9 +132,13 @@ def compress_ranges(numbers) -> str:
 
 # ---------------------------------------------------------------------------- sheets
 
-def read_sheet(path: Path, required: dict[str, tuple[str, ...]],
-               optional: dict[str, tuple[str, ...]] | None = None,
-               sheet: str | None = None) -> tuple["pd.DataFrame", int]:
+
+def read_sheet(
+    path: Path,
+    required: dict[str, tuple[str, ...]],
+    optional: dict[str, tuple[str, ...]] | None = None,
+    sheet: str | None = None,
+) -> tuple[pd.DataFrame, int]:
     """Read an annotation sheet with every cell as a string.
 
     ``required``/``optional`` map a field name (``onset``) to the accepted column spellings
@@ -156,15 +163,19 @@ def read_sheet(path: Path, required: dict[str, tuple[str, ...]],
     if best_row is not None:
         cells = [str(c) for c in raw.iloc[best_row].tolist() if str(c).strip()]
         seen = f" The closest row ({best_row + 1}) has: {', '.join(cells[:20]) or 'nothing'}."
-    raise DataError(f"{path}: no header row with the columns {expected} in its first "
-                    f"{HEADER_SEARCH_ROWS} rows.{seen} Is this the right annotation file?")
+    raise DataError(
+        f"{path}: no header row with the columns {expected} in its first "
+        f"{HEADER_SEARCH_ROWS} rows.{seen} Is this the right annotation file?"
+    )
 
 
-def _table_from_header(raw, i: int, required, optional):
+def _table_from_header(
+    raw: pd.DataFrame, i: int, required: dict[str, tuple[str, ...]], optional: dict[str, tuple[str, ...]]
+) -> pd.DataFrame:
     import pandas as pd
 
     header = [norm_key(c) for c in raw.iloc[i].tolist()]
-    body = raw.iloc[i + 1:]
+    body = raw.iloc[i + 1 :]
     out = {}
     for fieldname, names in {**required, **optional}.items():
         keys = {norm_key(a) for a in names}
@@ -180,7 +191,7 @@ def _table_from_header(raw, i: int, required, optional):
     return df[~blank].reset_index(drop=True)
 
 
-def _read_table(path: Path, sheet: str | None):
+def _read_table(path: Path, sheet: str | None) -> pd.DataFrame:
     import pandas as pd
 
     path = Path(path)
@@ -198,50 +209,60 @@ def _read_table(path: Path, sheet: str | None):
                 try:
                     import xlrd  # noqa: F401
                 except ImportError:
-                    raise DataError(f"{path}: reading the old .xls format needs the xlrd "
-                                    "package (`pip install xlrd`); or save the sheet as .xlsx "
-                                    "or .csv and pass it with --annotations.") from None
+                    raise DataError(
+                        f"{path}: reading the old .xls format needs the xlrd "
+                        "package (`pip install xlrd`); or save the sheet as .xlsx "
+                        "or .csv and pass it as `annotations`."
+                    ) from None
             book = pd.ExcelFile(path)
             name = sheet if sheet in book.sheet_names else None
             if name is None:
-                name = next((s for s in book.sheet_names if sheet and s.lower() == sheet.lower()),
-                            book.sheet_names[0])
+                name = next(
+                    (s for s in book.sheet_names if sheet and s.lower() == sheet.lower()), book.sheet_names[0]
+                )
             df = pd.read_excel(book, sheet_name=name, header=None, dtype=str, na_filter=False)
         else:
-            raise DataError(f"{path}: unsupported annotation format '{suffix}'; expected "
-                            ".xlsx, .xls or .csv.")
+            raise DataError(
+                f"{path}: unsupported annotation format '{suffix}'; expected .xlsx, .xls or .csv."
+            )
     except DataError:
         raise
     except FileNotFoundError:
         raise DataError(f"annotation file not found: {path}") from None
     except Exception as e:
-        raise DataError(f"{path}: cannot read the annotation sheet ({type(e).__name__}: {e}). "
-                        "Is it a valid spreadsheet?") from None
+        raise DataError(
+            f"{path}: cannot read the annotation sheet ({type(e).__name__}: {e}). Is it a valid spreadsheet?"
+        ) from None
     return df.fillna("").astype(str)
 
 
 # ---------------------------------------------------------------------------- locating files
 
-def check_root(root, what: str) -> Path:
+
+def check_root(root: str | Path, what: str) -> Path:
     root = Path(root).expanduser()
     if not root.exists():
-        raise DataError(f"--root {root} does not exist (expected the {what} folder).")
+        raise DataError(f"`root` {root} does not exist (expected the {what} folder).")
     if not root.is_dir():
-        raise DataError(f"--root {root} is a file; expected the {what} folder.")
+        raise DataError(f"`root` {root} is a file; expected the {what} folder.")
     return root
 
 
-def find_annotation(root: Path, names: tuple[str, ...], patterns: tuple[str, ...],
-                    given=None, what: str = "annotation sheet",
-                    also: tuple[Path, ...] = ()) -> Path:
+def find_annotation(
+    root: Path,
+    names: tuple[str, ...],
+    patterns: tuple[str, ...],
+    given: str | Path | None = None,
+    what: str = "annotation sheet",
+    also: tuple[Path, ...] = (),
+) -> Path:
     """The annotation file: ``given`` if set, else a known name in or beside ``root`` (or in
     ``also``), else a file matching one of ``patterns``. A DataError lists what was looked for.
     """
     if given is not None:
         p = Path(given).expanduser()
         if not p.is_file():
-            raise DataError(f"--annotations {p} does not exist (expected the {what}, e.g. "
-                            f"{names[0]}).")
+            raise DataError(f"`annotations` {p} does not exist (expected the {what}, e.g. {names[0]}).")
         return p
     places = []
     for d in (root, *also, root.parent):
@@ -253,13 +274,18 @@ def find_annotation(root: Path, names: tuple[str, ...], patterns: tuple[str, ...
                 return d / n
     for d in places:
         for pat in patterns:
-            hits = sorted(p for p in d.glob(pat) if p.is_file() and not p.name.startswith("~$")
-                          and p.suffix.lower() in SHEET_EXTS)
+            hits = sorted(
+                p
+                for p in d.glob(pat)
+                if p.is_file() and not p.name.startswith("~$") and p.suffix.lower() in SHEET_EXTS
+            )
             if hits:
                 return hits[0]
     looked = ", ".join(str(d) for d in places)
-    raise DataError(f"no {what} found in {looked}. Looked for: {', '.join(names)} "
-                    f"(or {', '.join(patterns)}). Pass it with --annotations FILE.")
+    raise DataError(
+        f"no {what} found in {looked}. Looked for: {', '.join(names)} "
+        f"(or {', '.join(patterns)}). Pass it as `annotations`."
+    )
 
 
 def subject_dirs(folder: Path, pattern: str) -> dict[str, Path]:
@@ -288,18 +314,20 @@ def clip_dir_by_name(sdir: Path, clip: str, database: str) -> Path:
     exact = child_dir(sdir, clip)
     if exact.is_dir() or not sdir.is_dir():
         return exact
-    return next((p for p in sorted(sdir.iterdir())
-                 if p.is_dir() and naming.normalize_clip(p.name, database) == clip), exact)
+    return next(
+        (p for p in sorted(sdir.iterdir()) if p.is_dir() and naming.normalize_clip(p.name, database) == clip),
+        exact,
+    )
 
 
-def clip_folders(subjects: dict[str, Path]):
+def clip_folders(subjects: dict[str, Path]) -> Iterator[tuple[str, Path]]:
     """``(subject, clip folder)`` for every child folder of each subject folder, sorted."""
     for subject, sdir in subjects.items():
         for cdir in sorted(p for p in sdir.iterdir() if p.is_dir()):
             yield subject, cdir
 
 
-def search_dir(root: Path, test, max_depth: int = 3) -> Path | None:
+def search_dir(root: Path, test: Callable[[Path], bool], max_depth: int = 3) -> Path | None:
     """Breadth-first search (sorted, deterministic) for a folder satisfying ``test``."""
     level = [root]
     for _ in range(max_depth + 1):
@@ -307,35 +335,39 @@ def search_dir(root: Path, test, max_depth: int = 3) -> Path | None:
         for d in level:
             if test(d):
                 return d
-            try:
-                nxt.extend(sorted(p for p in d.iterdir() if p.is_dir()
-                                  and not p.name.startswith(".")))
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                nxt.extend(sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")))
         level = nxt
     return None
 
 
 # ---------------------------------------------------------------------------- anomalies
 
-def check_sample(s: RawSample, apex_raw: str | None = None, onset_raw: str | None = None,
-                 offset_raw: str | None = None) -> None:
+
+def check_sample(
+    s: RawSample, apex_raw: str | None = None, onset_raw: str | None = None, offset_raw: str | None = None
+) -> None:
     """Append the standard anomalies of a sample (in place)."""
     a = s.anomalies
     for name, raw, val in (("onset", onset_raw, s.onset), ("offset", offset_raw, s.offset)):
         if raw is not None and val is None:
-            a.append(f"{name} {raw.strip()!r} is not a frame number" if raw.strip()
-                     else f"{name} frame is blank in the sheet")
+            a.append(
+                f"{name} {raw.strip()!r} is not a frame number"
+                if raw.strip()
+                else f"{name} frame is blank in the sheet"
+            )
     if apex_raw is not None and s.apex is None:
-        a.append(f"apex {apex_raw.strip()!r} is not a frame number" if apex_raw.strip()
-                 else "apex frame is blank in the sheet")
+        a.append(
+            f"apex {apex_raw.strip()!r} is not a frame number"
+            if apex_raw.strip()
+            else "apex frame is blank in the sheet"
+        )
     if s.onset is not None and s.offset is not None and s.onset > s.offset:
         a.append(f"onset {s.onset} is after offset {s.offset}")
     if s.apex is not None:
         if s.onset is not None and s.apex == s.onset:
             a.append(f"apex equals onset ({s.apex})")
-        elif (s.onset is not None and s.apex < s.onset) or (s.offset is not None
-                                                            and s.apex > s.offset):
+        elif (s.onset is not None and s.apex < s.onset) or (s.offset is not None and s.apex > s.offset):
             a.append(f"apex {s.apex} outside [onset {s.onset}, offset {s.offset}]")
     if s.clip_dir is None:
         return
@@ -356,7 +388,7 @@ def check_sample(s: RawSample, apex_raw: str | None = None, onset_raw: str | Non
         a.append(f"frames missing on disk: {compress_ranges(lost)}")
 
 
-def sheet_rows(table, sheet: Path, notes: list[str]):
+def sheet_rows(table: pd.DataFrame, sheet: Path, notes: list[str]) -> Iterator[dict[str, Any]]:
     """The rows of a sheet table that name a Subject and a Filename; each other row is noted
     in ``notes`` and skipped."""
     for row in table.to_dict("records"):
@@ -366,35 +398,58 @@ def sheet_rows(table, sheet: Path, notes: list[str]):
         yield row
 
 
-def sample_from_row(database: str, row: dict, subject: str, clip: str, cdir: Path,
-                    emotion: str | None = None, extra: dict | None = None) -> RawSample:
+def sample_from_row(
+    database: str,
+    row: dict,
+    subject: str,
+    clip: str,
+    cdir: Path,
+    emotion: str | None = None,
+    extra: dict | None = None,
+) -> RawSample:
     """The checked RawSample of a sheet row with onset/apex/offset columns (and optional
     ``aus``). ``emotion`` defaults to the row's, lower-cased; ``extra`` adds to
     ``{"row": <sheet row>}``."""
     frames, numbers = list_frames(cdir) if cdir.is_dir() else ([], [])
-    s = RawSample(database=database, subject=subject, clip=clip,
-                  emotion=row["emotion"].strip().lower() if emotion is None else emotion,
-                  onset=parse_frame_number(row["onset"]),
-                  apex=parse_frame_number(row["apex"]),
-                  offset=parse_frame_number(row["offset"]),
-                  frames=frames, frame_numbers=numbers, action_units=row.get("aus", ""),
-                  clip_dir=cdir, extra={"row": row["_row"], **(extra or {})})
+    s = RawSample(
+        database=database,
+        subject=subject,
+        clip=clip,
+        emotion=row["emotion"].strip().lower() if emotion is None else emotion,
+        onset=parse_frame_number(row["onset"]),
+        apex=parse_frame_number(row["apex"]),
+        offset=parse_frame_number(row["offset"]),
+        frames=frames,
+        frame_numbers=numbers,
+        action_units=row.get("aus", ""),
+        clip_dir=cdir,
+        extra={"row": row["_row"], **(extra or {})},
+    )
     check_sample(s, apex_raw=row["apex"], onset_raw=row["onset"], offset_raw=row["offset"])
     return s
 
 
-def folder_only_sample(database: str, subject: str, clip: str, clip_dir: Path,
-                       sheet: Path | None) -> RawSample:
+def folder_only_sample(
+    database: str, subject: str, clip: str, clip_dir: Path, sheet: Path | None
+) -> RawSample:
     """A clip folder that has no row in the sheet: kept, unlabelled, with an anomaly."""
     frames, numbers = list_frames(clip_dir)
     where = sheet.name if sheet else "the annotation sheet"
-    return RawSample(database=database, subject=subject, clip=clip, frames=frames,
-                     frame_numbers=numbers, clip_dir=clip_dir, annotated=False,
-                     anomalies=[f"clip folder {clip_dir.name} has no row in {where}"])
+    return RawSample(
+        database=database,
+        subject=subject,
+        clip=clip,
+        frames=frames,
+        frame_numbers=numbers,
+        clip_dir=clip_dir,
+        annotated=False,
+        anomalies=[f"clip folder {clip_dir.name} has no row in {where}"],
+    )
 
 
-def unlisted_folder_samples(database: str, subjects: dict[str, Path], used: set,
-                            sheet: Path | None) -> list[RawSample]:
+def unlisted_folder_samples(
+    database: str, subjects: dict[str, Path], used: set, sheet: Path | None
+) -> list[RawSample]:
     """A flagged, unlabelled sample for each clip folder that no sheet row named; ``used``
     holds the rows' (subject, normalised clip) pairs."""
     out = []
@@ -413,6 +468,5 @@ def dedupe(samples: list[RawSample]) -> list[RawSample]:
         if first is None:
             seen[s.sample_id] = s
         else:
-            first.anomalies.append(f"duplicate row for {s.sample_id} "
-                                   f"(row {s.extra.get('row', '?')}) ignored")
+            first.anomalies.append(f"duplicate row for {s.sample_id} (row {s.extra.get('row', '?')}) ignored")
     return sorted(seen.values(), key=lambda s: (s.subject, s.clip))

@@ -1,0 +1,133 @@
+"""The import layering: glfnet's imports point down (tools/import_graph.py is the contract), and
+the checker itself catches an import that points up, sideways or between CLI commands."""
+
+from __future__ import annotations
+
+import importlib.util
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "import_graph.py"
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("glfnet_import_graph", TOOL)
+    assert spec and spec.loader, TOOL
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+graph = _load_tool()
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    """A fake ``src/glfnet`` package under ``root``; returns the ``src`` folder."""
+    src = root / "src"
+    for rel, text in files.items():
+        path = src / "glfnet" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return src
+
+
+# A small package that keeps every rule: each module imports its own layer or lower ones.
+CLEAN = {
+    "__init__.py": "from glfnet.cli import main\n",  # the facade may import anything
+    "errors.py": "",
+    "data/__init__.py": "",
+    "data/naming.py": "",
+    "data/flowsets.py": "from . import naming\nfrom ..errors import DataError\n",
+    "models/__init__.py": "",
+    "models/net.py": "from glfnet.data import naming\n",
+    "train/__init__.py": "",
+    "train/trainer.py": "from glfnet.models import net\n",
+    "eval/__init__.py": "",
+    "eval/runner.py": "from glfnet.train import trainer\n",
+    "infer.py": "from glfnet.models import net\n",
+    "cli/__init__.py": "",
+    "cli/common.py": "",
+    "cli/train_cmd.py": "from glfnet.cli import common\nfrom glfnet.eval import runner\n",
+    "cli/main.py": "from glfnet.cli import train_cmd\n",
+}
+
+
+def test_glfnet_imports_point_down():
+    _, problems = graph.check()
+    assert problems == [], "\n".join(problems)
+
+
+def test_layer_of_ranks_the_most_specific_prefix():
+    assert graph.layer_of("glfnet.errors") == (0, "glfnet.errors")
+    assert graph.layer_of("glfnet.data.readers.base") == (1, "glfnet.data")
+    assert graph.layer_of("glfnet.config") == (4, "glfnet.config")
+    assert graph.layer_of("glfnet.infer") == (5, "glfnet.infer")
+    assert graph.layer_of("glfnet.cli.main") == (7, "glfnet.cli")
+    assert graph.layer_of("glfnet") == (8, "glfnet")
+    ranks = [
+        graph.layer_of(m)[0]
+        for m in (
+            "glfnet.metrics",
+            "glfnet.data.pipeline",
+            "glfnet.preprocess.face",
+            "glfnet.models.glfnet",
+            "glfnet.train.trainer",
+            "glfnet.eval.runner",
+            "glfnet.report.build",
+            "glfnet.cli.common",
+        )
+    ]
+    assert ranks == sorted(ranks) == list(range(8))
+
+
+def test_checker_passes_a_clean_tree(tmp_path, monkeypatch):
+    monkeypatch.setattr(graph, "SRC", _tree(tmp_path, CLEAN))
+    edges, problems = graph.check()
+    assert problems == []
+    assert ("glfnet.train", "glfnet.models") in edges
+    assert ("glfnet.data", "glfnet.errors") in edges  # a relative import resolves
+
+
+@pytest.mark.parametrize(
+    "rel, text, expected",
+    [
+        # a lazy (in-function) import of a higher layer counts
+        (
+            "data/flowsets.py",
+            "def f():\n    from glfnet.train import trainer\n",
+            "glfnet.data.flowsets (data) imports glfnet.train.trainer (train), a higher layer",
+        ),
+        # a relative import that climbs out of the package is resolved before it is ranked
+        (
+            "models/net.py",
+            "from ..eval import runner\n",
+            "glfnet.models.net (models) imports glfnet.eval.runner (eval), a higher layer",
+        ),
+        (
+            "errors.py",
+            "import glfnet.data.naming\n",
+            "glfnet.errors (foundation) imports glfnet.data.naming (data), a higher layer",
+        ),
+        # eval and infer sit side by side: neither may import the other
+        (
+            "infer.py",
+            "from glfnet.eval.runner import x\n",
+            "glfnet.infer imports glfnet.eval.runner: two packages of the eval layer",
+        ),
+        # a command module calls the library, not another command
+        (
+            "cli/train_cmd.py",
+            "from glfnet.cli import main\n",
+            "glfnet.cli.train_cmd imports glfnet.cli.main: command modules call the library",
+        ),
+    ],
+)
+def test_checker_catches_a_broken_rule(tmp_path, monkeypatch, capsys, rel, text, expected):
+    monkeypatch.setattr(graph, "SRC", _tree(tmp_path, {**CLEAN, rel: text}))
+    _, problems = graph.check()
+    assert len(problems) == 1 and expected in problems[0], problems
+    assert problems[0].startswith(f"src/glfnet/{rel}:")
+    assert graph.main([]) == 1  # the command's exit status fails CI
+    assert "1 rule(s) broken" in capsys.readouterr().out
