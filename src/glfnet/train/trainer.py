@@ -146,35 +146,16 @@ def train_fold(
     fit_mask, val_subjects = np.ones(len(y), bool), []
     if cfg.val_subjects > 0:
         fit_mask, val_subjects = _split_val_subjects(np.asarray(subjects), cfg.val_subjects, rng)
-
-    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg), tta=cfg.tta)
-    Xs = pipeline.prepare(torch.tensor(np.asarray(X), dtype=torch.float32, device=device))
-    y_t = torch.tensor(np.asarray(y), dtype=torch.long, device=device)
-    fit_idx = np.flatnonzero(fit_mask)
-    val_idx = np.flatnonzero(~fit_mask)
-    groups = np.asarray(groups).astype(str) if cfg.db_norm and groups is not None else None
-    pipeline.fit(Xs[fit_idx], None if groups is None else groups[fit_idx])
-    counts = np.bincount(np.asarray(y)[fit_idx], minlength=num_classes)
-    loss_fn = build_loss(cfg, counts).to(device)
+    data = _fold_data(X, y, fit_mask, groups if cfg.db_norm else None, cfg, num_classes, encoding, device)
 
     members, history, selected = [], [], []
     for k in range(cfg.ensemble):
         mseed = member_seed(seed, k)
         model, hist, sel = _train_member(
-            Xs,
-            y_t,
-            X,
-            np.asarray(y),
-            groups,
-            fit_idx,
-            val_idx,
-            pipeline,
-            loss_fn,
+            data,
             cfg,
-            num_classes,
             mseed,
             rng if k == 0 else np.random.default_rng(mseed),
-            device,
             None if observer is None else (lambda e, p, k=k: observer(e, p, k)),
             on_epoch,
             k if cfg.ensemble > 1 else None,
@@ -183,83 +164,94 @@ def train_fold(
         members.append(model)
         selected.append(sel)
     model = members[0] if cfg.ensemble == 1 else Ensemble(members).eval()
-    result = TrainedFold(model, pipeline, history, val_subjects=val_subjects)
+    result = TrainedFold(model, data.pipeline, history, val_subjects=val_subjects)
     if any(s is not None for s in selected):
         result.selected_epoch = selected[0] if cfg.ensemble == 1 else selected
     return result
 
 
-def _train_member(
-    Xs,
-    y_t,
-    X,
-    y,
-    groups,
-    fit_idx,
-    val_idx,
-    pipeline,
-    loss_fn,
+@dataclass
+class _FoldData:
+    """What every member of a fold trains on: prepared inputs, labels, the fit/validation
+    split, the fitted input pipeline and the class-balanced loss."""
+
+    Xs: torch.Tensor  # prepared (signed domain, model size), all training rows
+    y_t: torch.Tensor
+    X: np.ndarray  # stored inputs (validation predictions go through the pipeline again)
+    y: np.ndarray
+    groups: np.ndarray | None  # database of each row, with per-database statistics only
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    pipeline: InputPipeline
+    loss_fn: torch.nn.Module
+    num_classes: int
+    device: torch.device
+
+    def groups_of(self, idx: np.ndarray) -> np.ndarray | None:
+        return None if self.groups is None else self.groups[idx]
+
+
+def _fold_data(
+    X: np.ndarray,
+    y: np.ndarray,
+    fit_mask: np.ndarray,
+    groups: np.ndarray | None,
     cfg: Config,
-    num_classes,
+    num_classes: int,
+    encoding: str,
+    device: torch.device,
+) -> _FoldData:
+    """Prepare the inputs and fit the pipeline's statistics and the loss's class weights on
+    the fit rows."""
+    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg), tta=cfg.tta)
+    Xs = pipeline.prepare(torch.tensor(np.asarray(X), dtype=torch.float32, device=device))
+    fit_idx, val_idx = np.flatnonzero(fit_mask), np.flatnonzero(~fit_mask)
+    groups = None if groups is None else np.asarray(groups).astype(str)
+    pipeline.fit(Xs[fit_idx], None if groups is None else groups[fit_idx])
+    counts = np.bincount(np.asarray(y)[fit_idx], minlength=num_classes)
+    y_t = torch.tensor(np.asarray(y), dtype=torch.long, device=device)
+    loss_fn = build_loss(cfg, counts).to(device)
+    return _FoldData(
+        Xs, y_t, X, np.asarray(y), groups, fit_idx, val_idx, pipeline, loss_fn, num_classes, device
+    )
+
+
+def _train_member(
+    data: _FoldData,
+    cfg: Config,
     seed: int,
     rng: np.random.Generator,
-    device,
-    observer,
-    on_epoch,
-    member,
-):
-    """One network on the fit samples: AdamW, warm-up + cosine, optional mixup and epoch
-    selection on the validation subjects. Returns (model, history, selected epoch)."""
+    observer: Callable | None,
+    on_epoch: Callable | None,
+    member: int | None,
+) -> tuple[torch.nn.Module, list[dict], int | None]:
+    """One network on the fit samples: AdamW, warm-up + cosine, optional mixup, weight
+    averaging and epoch selection on the validation subjects. Returns (model, history,
+    selected epoch)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     # (Module.to takes memory_format, which PyTorch's type stubs do not show)
-    model = build_model(cfg, num_classes).to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = build_model(cfg, data.num_classes).to(data.device, memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
-    n_batches = max(1, math.ceil(len(fit_idx) / cfg.batch_size))
+    n_batches = max(1, math.ceil(len(data.fit_idx) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, n_batches))
     swa_from = cfg.epochs - cfg.swa_epochs + 1  # first epoch whose weights are averaged
     swa = torch.optim.swa_utils.AveragedModel(model) if cfg.swa_epochs else None
-    augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
-    amp = cfg.amp and device.type == "cuda"
 
     history, best, selected = [], (-1.0, None), None
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        order = rng.permutation(fit_idx)
-        # near-equal batches: never a 1-sample batch for BatchNorm
-        total_loss, seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        for b in np.array_split(order, n_batches):
-            xb = pipeline(Xs[b], augment, gen, None if groups is None else groups[b])
-            yb = y_t[b]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                if cfg.mixup > 0:
-                    lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                    perm = torch.from_numpy(rng.permutation(len(b))).to(device)
-                    logits = model(lam * xb + (1 - lam) * xb[perm])
-                    loss = lam * loss_fn(logits, yb) + (1 - lam) * loss_fn(logits, yb[perm])
-                else:
-                    loss = loss_fn(model(xb), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.detach().double() * len(b)  # no GPU sync per step
-            seen += len(b)
+        loss = _fit_epoch(model, opt, sched, data, cfg, rng, gen, n_batches)
         record = {
             "epoch": epoch,
-            "loss": float(total_loss) / max(seen, 1),
+            "loss": loss,
             "lr": opt.param_groups[0]["lr"],
             "seconds": time.perf_counter() - t0,
         }
-        if len(val_idx):
-            pred = predict_proba(
-                model, pipeline, X[val_idx], groups=None if groups is None else groups[val_idx]
-            ).argmax(1)
-            record["val_uf1"] = scores(y[val_idx], pred, num_classes)["uf1"]
+        if len(data.val_idx):
+            record["val_uf1"] = _val_uf1(model, data)
             if record["val_uf1"] > best[0]:
-                best = (record["val_uf1"], copy.deepcopy(model.state_dict()))
-                selected = epoch
+                best, selected = (record["val_uf1"], copy.deepcopy(model.state_dict())), epoch
         if swa is not None and epoch >= swa_from:
             swa.update_parameters(model)
         if member is not None:
@@ -268,16 +260,58 @@ def _train_member(
         if on_epoch:
             on_epoch(record)
         if observer is not None:
-            observer(epoch, lambda Xo, groups=None: predict_proba(model, pipeline, Xo, groups=groups))
+            observer(epoch, lambda Xo, groups=None: predict_proba(model, data.pipeline, Xo, groups=groups))
     if best[1] is not None:
         model.load_state_dict(best[1])
     if swa is not None:  # the averaged weights, with BatchNorm statistics recomputed for them
         model.load_state_dict(swa.module.state_dict())
-        refresh_batchnorm(
-            model, pipeline, Xs[fit_idx], cfg.batch_size, None if groups is None else groups[fit_idx]
-        )
+        fit = data.fit_idx
+        refresh_batchnorm(model, data.pipeline, data.Xs[fit], cfg.batch_size, data.groups_of(fit))
     model.eval()
     return model, history, selected
+
+
+def _fit_epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    data: _FoldData,
+    cfg: Config,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+    n_batches: int,
+) -> float:
+    """One pass over the fit rows in a fresh order; returns the mean training loss."""
+    augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
+    amp = cfg.amp and data.device.type == "cuda"
+    model.train()
+    order = rng.permutation(data.fit_idx)
+    total_loss, seen = torch.zeros((), dtype=torch.float64, device=data.device), 0
+    for b in np.array_split(order, n_batches):  # near-equal batches: never a 1-sample batch
+        xb = data.pipeline(data.Xs[b], augment, gen, data.groups_of(b))
+        yb = data.y_t[b]
+        with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=amp):
+            if cfg.mixup > 0:
+                lam = float(rng.beta(cfg.mixup, cfg.mixup))
+                perm = torch.from_numpy(rng.permutation(len(b))).to(data.device)
+                logits = model(lam * xb + (1 - lam) * xb[perm])
+                loss = lam * data.loss_fn(logits, yb) + (1 - lam) * data.loss_fn(logits, yb[perm])
+            else:
+                loss = data.loss_fn(model(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total_loss += loss.detach().double() * len(b)  # no GPU sync per step
+        seen += len(b)
+    return float(total_loss) / max(seen, 1)
+
+
+def _val_uf1(model: torch.nn.Module, data: _FoldData) -> float:
+    """UF1 on the validation subjects (training subjects held out of fitting)."""
+    v = data.val_idx
+    pred = predict_proba(model, data.pipeline, data.X[v], groups=data.groups_of(v)).argmax(1)
+    return float(scores(data.y[v], pred, data.num_classes)["uf1"])
 
 
 def lr_schedule(cfg: Config, n_batches: int) -> Callable[[int], float]:
