@@ -274,3 +274,21 @@ def test_prepare_plan_is_library(tmp_path):
     assert any("the complete database gives" in w for w in count_warnings(plan.selection))
     with pytest.raises(ConfigError, match="`protocol` samm-5 does not use casme2"):
         plan_prepare([Source("casme2", tmp_path)], protocol="samm-5")
+
+
+def test_hints_point_the_right_way(tmp_path, capsys):
+    """`inspect` on a clip's raw frames points to `prepare`, not to a label file; `report` on
+    a flow cache says to evaluate it first, not to write a run into the cache."""
+    from PIL import Image
+
+    clip = tmp_path / "009_5_1"
+    clip.mkdir()
+    for i in range(1936, 1948):
+        Image.new("RGB", (8, 8)).save(clip / f"009_{i:05d}.jpg")
+    code, _, err = glfnet(capsys, "inspect", str(clip))
+    assert code == 2 and "frames of one clip" in err and "glfnet prepare" in err and "--labels" not in err
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "cache.json").write_text("{}")
+    code, _, err = glfnet(capsys, "report", str(cache))
+    assert code == 2 and "flow cache" in err and "glfnet loso" in err and "into it" not in err

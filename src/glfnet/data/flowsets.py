@@ -280,6 +280,18 @@ def read_flow_image(p: Path) -> tuple[np.ndarray | None, str | None]:
 # --------------------------------------------------------------------------- flat layout
 
 
+def _numbered_frames(folder: Path) -> int:
+    """How many images of ``folder`` are numbered frames of one clip (same name stem, a
+    run of consecutive frame numbers: ``009_01936.jpg``, ``img12.jpg``, ``reg_img46.jpg``); 0
+    when the names do not look like that (flow sets name one image per clip)."""
+    found = [re.match(r"(.*?)(\d+)$", p.stem) for p in _list_images(folder)]
+    stems = [m for m in found if m]
+    if len(stems) < 8 or len(stems) < len(found) or len({m.group(1) for m in stems}) > 1:
+        return 0
+    numbers = sorted(int(m.group(2)) for m in stems)
+    return len(numbers) if numbers[-1] - numbers[0] + 1 == len(numbers) else 0  # consecutive
+
+
 def _find_labels(folder: Path, labels) -> Path:
     if labels is not None:
         p = Path(labels)
@@ -293,6 +305,14 @@ def _find_labels(folder: Path, labels) -> Path:
         raise DataError(
             f"{folder} holds several CSV files ({', '.join(p.name for p in here)}); "
             "say which is the label file with `labels`."
+        )
+    frames = _numbered_frames(folder)
+    if frames:
+        raise DataError(
+            f"{folder} looks like the frames of one clip ({frames} numbered images such as "
+            f"{_list_images(folder)[0].name}), not a flow set (one flow image per "
+            "clip): run `glfnet prepare` on the dataset folder to compute flows, or `glfnet "
+            "predict` on the clip with a trained model."
         )
     raise DataError(
         f"no label CSV in {folder}. Pass `labels` (the label file): the HTNet CSV "

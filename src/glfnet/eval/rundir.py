@@ -431,6 +431,11 @@ class RunDir:
                 "a folder. Give the `out` folder of a `glfnet loso` run."
             )
         p = self.metrics_path
+        if not p.exists() and (self.path / "cache.json").is_file():
+            raise RunDirError(
+                f"{self.path} is a flow cache made by `glfnet prepare`, not a run directory: "
+                f"evaluate it first (`glfnet loso {self.path} --out RUN`), then report RUN."
+            )
         if not p.exists():
             raise RunDirError(
                 f"not a glfnet run directory: {self.path} has no {METRICS}; run "
