@@ -135,6 +135,7 @@ def test_model_directory(model_dir, cache_dir):
         "input_size": 28,
         "num_classes": 3,
         "ensemble": 1,
+        "revision": 2,
     }
     assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std", "tta"}
     assert cfg["data"]["n_samples"] == 9 and len(cfg["data"]["digest"]) == 16
@@ -574,7 +575,7 @@ def test_train_json_summary_and_singular_epoch(capsys, flat_dir, tiny_set, tmp_p
 
 
 @pytest.mark.slow
-def test_predict_several_inputs_each_on_its_own(capsys, model_dir, clip, tmp_path):
+def test_predict_several_inputs_each_on_its_own(capsys, model_dir, rec, clip, tmp_path):
     """One bad input among several: an error line naming it, results for the good ones,
     exit status 2."""
     bad = tmp_path / "nodir"
@@ -584,7 +585,7 @@ def test_predict_several_inputs_each_on_its_own(capsys, model_dir, clip, tmp_pat
     assert code == 2
     good_line, bad_line = [json.loads(line) for line in out.strip().splitlines()]
     assert good_line["input"] == str(clip["folder"])
-    assert good_line["label"] == clip["truth"]["class"]
+    assert good_line["label"] == rec.predict_clip(clip["folder"]).label
     assert bad_line["input"] == str(bad) and "does not exist" in bad_line["error"]
     assert "error:" in err and str(bad) in err
     code, out, err = cli(capsys, "predict", "--model", model_dir, "--frames", bad, "--frames", clip["folder"])
@@ -603,7 +604,7 @@ def test_predict_folder_api(rec, clip, tmp_path):
     broken, good = results
     assert not broken.ok and isinstance(broken.error, DataError)
     assert "cannot read" in broken.to_dict()["error"]
-    assert good.ok and good.prediction.label == clip["truth"]["class"]
+    assert good.ok and good.prediction.label == rec.predict_clip(folder / "clipA").label
     assert good.prediction.info["picked"] and good.to_dict()["input"] == str(folder / "clipA")
     with pytest.raises(DataError, match="no clip folders"):
         rec.predict_folder(tmp_path / "clips" / "clipA")
@@ -676,3 +677,19 @@ def test_unreadable_video_gives_only_the_clean_error(tmp_path):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "cannot read" in run.stdout and "clip.mp4" in run.stdout
     assert "moov" not in run.stderr, run.stderr
+
+
+def test_a_model_directory_of_an_earlier_preset_revision_still_builds(model_dir):
+    """`glfnet_t` gained wider branches in revision 2; a directory without `revision` (written
+    before) rebuilds revision 1's network, one with it the current one."""
+    from glfnet.models.registry import preset_args_at, preset_revision
+    from glfnet.train.modeldir import _build
+
+    assert preset_revision("glfnet_t") == 2 and preset_args_at("glfnet_t", 1) == {"branch_width": 32}
+    assert preset_args_at("glfnet_t", 2) == {} and preset_args_at("ststnet", 1) == {}
+    cfg = json.loads((model_dir / "config.json").read_text())
+    cfg["model"].update(name="glfnet_t", args={})
+    cfg["model"].pop("revision", None)
+    assert _build(cfg, model_dir / "config.json")[0].num_features == 32 * 25
+    cfg["model"]["revision"] = 2
+    assert _build(cfg, model_dir / "config.json")[0].num_features == 48 * 25

@@ -45,7 +45,7 @@ class Config:
     protocol: Protocol = "loso"
     seeds: list[int] = field(default_factory=lambda: [0])
     # optimisation
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05

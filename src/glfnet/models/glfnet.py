@@ -465,8 +465,8 @@ class GLFNet(nn.Module):
 # `glfnet_s`: the same topology for 28-64 px inputs and CPU training; the quadrant split
 # happens on a 14x14 map at 28 px input (widths chosen on the SMIC development set, docs/model.md).
 # `glfnet_t`: the default. GLFNet's three modules on STSTNet's shallow stem (one full-resolution
-# conv, 3x3/3 max-pool: a 10x10 map at 28 px) with a position-keeping head; chosen on the
-# SMIC + CASME II development set (docs/training.md).
+# conv, 3x3/3 max-pool: a 10x10 map at 28 px), 48-channel branches and a position-keeping head;
+# chosen on the SMIC + CASME II development set (docs/training.md).
 
 
 @register_model("glfnet", description="paper scale, 224 px", input_size=224)
@@ -492,7 +492,11 @@ def glfnet_s(**kwargs) -> GLFNet:
 
 
 @register_model(
-    "glfnet_t", description="default: GLFNet on STSTNet's shallow stem, 28 px, CPU", input_size=28
+    "glfnet_t",
+    description="default: GLFNet on STSTNet's shallow stem, 28 px, CPU",
+    input_size=28,
+    revision=2,
+    earlier={1: {"branch_width": 32}},  # revision 1 (2026-11-30): 32-channel branches
 )
 def glfnet_t(**kwargs) -> GLFNet:
     cfg: dict[str, Any] = dict(
@@ -501,7 +505,7 @@ def glfnet_t(**kwargs) -> GLFNet:
         stem_drop=0.2,
         widths=(),
         strides=(),
-        branch_width=32,
+        branch_width=48,
         attn_reduction=2,
         aff_reduction=4,
         head="flat",

@@ -54,6 +54,17 @@ def model_defaults(name: str) -> dict:
     return dict(_DEFAULTS[name])
 
 
+def preset_revision(name: str) -> int:
+    """The preset's current revision (1 unless it changed since it was first released)."""
+    return int(model_defaults(name).get("revision", 1))
+
+
+def preset_args_at(name: str, revision: int) -> dict:
+    """Options that rebuild ``revision`` of a preset whose settings changed since: a model
+    directory records the revision it was trained with, so older ones still load."""
+    return dict(model_defaults(name).get("earlier", {}).get(int(revision), {}))
+
+
 def model_description(name: str) -> str:
     """One line about the preset: its registered description, else its class and input size."""
     _check(name)

@@ -22,6 +22,7 @@ from glfnet.data import cache
 from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import FlowSet
 from glfnet.errors import DataError
+from glfnet.models.registry import preset_revision
 from glfnet.preprocess.pipeline import PrepParams
 from glfnet.train.modeldir import CONFIG_FILE, WEIGHTS_FILE, check_out_dir, write_model_dir
 from glfnet.train.trainer import (
@@ -84,6 +85,7 @@ def train_final(
             "input_size": input_size(cfg),
             "num_classes": len(flowset.classes),
             "ensemble": int(cfg.ensemble),
+            "revision": preset_revision(cfg.model),
         },
         "pipeline": trained.pipeline.state(),
         "prediction_encoding": encode,

@@ -35,6 +35,7 @@ from glfnet._version import __version__
 from glfnet.config import Config, check_device
 from glfnet.data.pipeline import InputPipeline
 from glfnet.errors import ConfigError, ModelFileError
+from glfnet.models.registry import preset_args_at
 from glfnet.preprocess.pipeline import PrepParams
 from glfnet.train.trainer import build_model
 
@@ -310,7 +311,9 @@ def _build(
         classes = _classes(config)
         m = config["model"]
         size = int(m["input_size"])
-        mcfg = Config(model=m["name"], model_args=dict(m["args"]), input_size=size).validate()
+        # a directory without "revision" predates preset revisions: it was trained on revision 1
+        args = {**preset_args_at(m["name"], m.get("revision", 1)), **m["args"]}
+        mcfg = Config(model=m["name"], model_args=args, input_size=size).validate()
         model = build_model(mcfg, len(classes), ensemble=int(m.get("ensemble", 1)))
         pipeline = _pipeline(config, size)
         params = _prep_params(config["preprocessing"]["params"])
