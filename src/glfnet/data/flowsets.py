@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from glfnet.data import cache, naming
+from glfnet.data.readers.base import list_frames
 from glfnet.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -284,11 +285,11 @@ def _numbered_frames(folder: Path) -> int:
     """How many images of ``folder`` are numbered frames of one clip (same name stem, a
     run of consecutive frame numbers: ``009_01936.jpg``, ``img12.jpg``, ``reg_img46.jpg``); 0
     when the names do not look like that (flow sets name one image per clip)."""
-    found = [re.match(r"(.*?)(\d+)$", p.stem) for p in _list_images(folder)]
-    stems = [m for m in found if m]
-    if len(stems) < 8 or len(stems) < len(found) or len({m.group(1) for m in stems}) > 1:
+    frames, numbers = list_frames(folder)  # the raw-data readers' view of a clip folder
+    if len(frames) < 8 or len(frames) < len(_list_images(folder)):
         return 0
-    numbers = sorted(int(m.group(2)) for m in stems)
+    if len({re.sub(r"\d+$", "", p.stem) for p in frames}) > 1:  # one name stem
+        return 0
     return len(numbers) if numbers[-1] - numbers[0] + 1 == len(numbers) else 0  # consecutive
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 import yaml
 
 from glfnet import io
+from glfnet.data.cache import is_cache
 from glfnet.errors import GlfnetError
 
 CONFIG = "config.yaml"
@@ -431,7 +432,7 @@ class RunDir:
                 "a folder. Give the `out` folder of a `glfnet loso` run."
             )
         p = self.metrics_path
-        if not p.exists() and (self.path / "cache.json").is_file():
+        if not p.exists() and is_cache(self.path):
             raise RunDirError(
                 f"{self.path} is a flow cache made by `glfnet prepare`, not a run directory: "
                 f"evaluate it first (`glfnet loso {self.path} --out RUN`), then report RUN."
