@@ -19,7 +19,12 @@ from glfnet.errors import ModelFileError
 
 
 def save(path: str | Path, model: torch.nn.Module, meta: dict) -> Path:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save_state(path, model.state_dict(), meta)
+
+
+def save_state(path: str | Path, state: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Weights given as a state dict (e.g. sent back by a worker) with their metadata."""
+    state = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     header = {"glfnet": json.dumps(meta, default=io.json_default)}
     return io.atomic_write(path, lambda p: save_file(state, str(p), metadata=header))
 

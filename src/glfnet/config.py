@@ -31,6 +31,7 @@ BaseLoss = Literal["ce", "focal"]
 # [0, 1] (the release encoding) | global: raw magnitudes; then fold standardisation
 InputNorm = Literal["signed", "minmax", "global"]
 Device = Literal["cpu", "cuda"]
+Backend = Literal["local", "ray"]  # where units of work run: this machine | a Ray runtime or cluster
 
 
 @dataclass
@@ -75,12 +76,15 @@ class Config:
     jobs: int = 0  # fold workers on CPU; 0 = one per core (results do not depend on it)
     oracle: bool = False
     device: Device = "cpu"
-    amp: bool = False  # bfloat16 autocast on cuda
+    amp: bool = False  # bfloat16 autocast while training (cuda, or a CPU with bf16 instructions)
+    fold_batch: int = 0  # folds (or ensemble members) trained as one batched model; 0 = auto
+    backend: Backend = "local"
+    ray_address: str | None = None  # an existing Ray cluster; None = a local Ray runtime
     save_checkpoints: bool = False
     report: bool = True
 
     # fields that do not change a fold's honest predictions (resume may differ in these)
-    RUN_ONLY = ("seeds", "jobs", "oracle", "save_checkpoints", "report")
+    RUN_ONLY = ("seeds", "jobs", "oracle", "save_checkpoints", "report", "backend", "ray_address")
 
     def validate(self) -> Config:
         """Check every field before anything is written or started: fixed choices, ranges,
@@ -103,6 +107,10 @@ class Config:
         for name, lo in (("epochs", 1), ("batch_size", 2)):
             if int(getattr(self, name)) < lo:
                 raise ConfigError(f"`{name}` must be at least {lo}, got {getattr(self, name)}")
+        if int(self.fold_batch) < 0:
+            raise ConfigError(
+                f"`fold_batch` must be 0 (auto) or a number of folds trained together, got {self.fold_batch}"
+            )
         if int(self.ensemble) < 1:
             raise ConfigError(f"`ensemble` must be at least 1 (networks per fold), got {self.ensemble}")
         if not 0 < self.swa_lr <= 1:
@@ -130,6 +138,15 @@ class Config:
                 "`swa_epochs` averages the last epochs' weights and "
                 "`val_subjects` picks one epoch: use one of them"
             )
+
+    @staticmethod
+    def fold_batch_size(self) -> int:
+        """Folds (or ensemble members) per batched model: ``fold_batch``, or for 0 (auto) what
+        measured fastest on the device: 1 on CPU (benchmarks/bench_engine.py: batched
+        convolutions become grouped ones, slower there than one model at a time), 8 on CUDA."""
+        if self.fold_batch:
+            return int(self.fold_batch)
+        return 8 if self.device == "cuda" else 1
 
     @staticmethod
     def choices(name: str) -> tuple:

@@ -10,7 +10,7 @@ import typer
 
 from glfnet.cli import common
 from glfnet.cli.common import SKIP_BAD_HELP, console, plural
-from glfnet.config import Config, Device
+from glfnet.config import Backend, Config, Device
 from glfnet.eval.ablation import VARIANTS
 
 
@@ -45,6 +45,9 @@ def ablate(
     device: Device | None = typer.Option(
         None, "--device", help="Where to train.", show_default=Config.device
     ),
+    fold_batch: int | None = common.FOLD_BATCH_OPTION,
+    backend: Backend | None = common.BACKEND_OPTION,
+    ray_address: str | None = common.RAY_ADDRESS_OPTION,
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Discard earlier variant runs with a different configuration."
     ),
@@ -68,6 +71,9 @@ def ablate(
         seeds=common.parse_int_list(seeds) if seeds else None,
         oracle=oracle or None,
         device=device,
+        fold_batch=fold_batch,
+        backend=backend,
+        ray_address=ray_address,
         report=False if no_report else None,
     )
     if glfnet_preset(base) != base.model:

@@ -76,6 +76,7 @@ FLAGS = {
     "model_args": "--model-arg",
     "fold_batch": "--fold-batch",
     "backend": "--backend",
+    "ray_address": "--ray-address",
     "dataset": "--dataset",
     "size": "--size",
     "flow": "--flow",
@@ -164,6 +165,29 @@ def usage_error_message(e: Exception) -> str:
 # Placeholders in help texts, filled from the model registry when help is shown.
 MODEL_HELP = "Model preset: {models}."
 SKIP_BAD_HELP = "Exclude (and list) bad samples instead of stopping."
+
+# Engine options shared by loso, ablate (and train for --fold-batch): declared once.
+FOLD_BATCH_OPTION = typer.Option(
+    None,
+    "--fold-batch",
+    help="Folds (in train: ensemble members) trained together as one batched model; 1 = one at a "
+    "time. 0 picks what measured fastest on the device (1 on CPU, 8 on cuda). Dropout draws differ "
+    "from one-at-a-time training, so scores agree within seed noise (docs/engine.md).",
+    show_default="0",
+)
+BACKEND_OPTION = typer.Option(
+    None,
+    "--backend",
+    help="Where folds train: local (this machine) or ray (a local Ray runtime, or the cluster at "
+    "--ray-address). Same results either way; a run resumes across backends (docs/engine.md).",
+    show_default="local",
+)
+RAY_ADDRESS_OPTION = typer.Option(
+    None,
+    "--ray-address",
+    help="Address of a running Ray cluster (e.g. auto, or ray://HEAD:10001) for --backend ray.",
+    show_default="a new local runtime",
+)
 MODEL_ARG_HELP = (
     "Model option KEY=VALUE, repeatable; the default model's: {model_options}. "
     "A wrong key lists the model's options."

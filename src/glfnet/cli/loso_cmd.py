@@ -8,7 +8,7 @@ import typer
 
 from glfnet.cli import common
 from glfnet.cli.common import MODEL_ARG_HELP, MODEL_HELP, SKIP_BAD_HELP, console, plural
-from glfnet.config import Config, Device, Loss, Protocol
+from glfnet.config import Backend, Config, Device, Loss, Protocol
 
 
 def loso(
@@ -71,6 +71,9 @@ def loso(
     device: Device | None = typer.Option(
         None, "--device", help="Where to train.", show_default=Config.device
     ),
+    fold_batch: int | None = common.FOLD_BATCH_OPTION,
+    backend: Backend | None = common.BACKEND_OPTION,
+    ray_address: str | None = common.RAY_ADDRESS_OPTION,
     jobs: int | None = typer.Option(
         None,
         "--jobs",
@@ -132,6 +135,9 @@ def loso(
         oracle=oracle or None,
         val_subjects=val_subjects,
         device=device,
+        fold_batch=fold_batch,
+        backend=backend,
+        ray_address=ray_address,
         amp=amp,
         jobs=jobs,
         ensemble=ensemble,

@@ -47,6 +47,7 @@ def train(
     device: Device | None = typer.Option(
         None, "--device", help="Where to train.", show_default=Config.device
     ),
+    fold_batch: int | None = common.FOLD_BATCH_OPTION,
     ensemble: int | None = typer.Option(
         None,
         "--ensemble",
@@ -80,6 +81,7 @@ def train(
         model_args=common.parse_model_args(model_arg),
         epochs=epochs,
         device=device,
+        fold_batch=fold_batch,
         ensemble=ensemble,
     )
     seed = cfg.seeds[0] if seed is None else int(seed)

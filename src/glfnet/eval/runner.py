@@ -11,10 +11,10 @@ What is written where: :mod:`glfnet.eval.rundir` (the run directory, its typed
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from glfnet.config import Config, dump_yaml
 from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError
+from glfnet.eval.backends import Unit, run_units
 from glfnet.eval.rundir import LABELS, FoldRecord, Metrics, RunDir, SeedScores, SubsetScores
 from glfnet.eval.splits import Fold, make_folds
 from glfnet.metrics import scores
@@ -299,55 +300,67 @@ def _train_log(records: list[FoldRecord]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- the run
 
 
-def _train_and_save(fs: FlowSet, fold: Fold, cfg: Config, seed: int, out: Path) -> FoldRecord:
-    """One fold (in this process or a worker): train, predict, save; returns its record."""
-    rd = RunDir(out)
-    rec, trained = run_fold(fs, fold, cfg, seed, oracle=cfg.oracle)
-    if cfg.save_checkpoints:
-        checkpoint.save(
-            rd.checkpoint_path(seed, fold.name),
-            trained.model,
+@dataclass
+class FoldResult:
+    """What a unit of work sends back: the fold's record and, with ``save_checkpoints``, its
+    weights (CPU tensors). The process that runs the protocol writes both, so a worker on
+    another machine needs no access to the run directory and never leaves half a file."""
+
+    record: FoldRecord
+    weights: dict[str, torch.Tensor] | None = None
+
+
+def train_unit(fs: FlowSet, cfg: Config, unit: Unit) -> list[FoldResult]:
+    """Train one unit of work -- (seed, fold) pairs -- in this process, single-threaded on CPU,
+    and return its results. What every backend runs (this process, worker processes, Ray
+    tasks); it reads nothing but its arguments and writes nothing."""
+    results = []
+    with one_thread_on_cpu(cfg.device), determinism(cfg.device):
+        for seed, fold in unit:
+            rec, trained = run_fold(fs, fold, cfg, seed, oracle=cfg.oracle)
+            weights = None
+            if cfg.save_checkpoints:
+                weights = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
+            results.append(FoldResult(rec, weights))
+    return results
+
+
+def _save_result(rd: RunDir, fs: FlowSet, cfg: Config, result: FoldResult) -> None:
+    """The fold's checkpoint (if kept), then its record: a record on disk means a finished
+    fold, so the checkpoint is written first."""
+    rec = result.record
+    if result.weights is not None:
+        checkpoint.save_state(
+            rd.checkpoint_path(rec.seed, rec.fold),
+            result.weights,
             {
                 "config": cfg.to_dict(),
                 "classes": list(fs.classes),
                 "pipeline": rec.pipeline,
-                "fold": fold.name,
-                "seed": seed,
+                "fold": rec.fold,
+                "seed": rec.seed,
             },
         )
     rd.write_fold(rec)
-    return rec
 
 
-def _worker(fs: FlowSet, fold: Fold, cfg: Config, seed: int, out: str) -> FoldRecord:
-    with one_thread_on_cpu(cfg.device), determinism(cfg.device):
-        return _train_and_save(fs, fold, cfg, seed, Path(out))
-
-
-def n_workers(cfg: Config, n_todo: int) -> int:
-    """Fold workers: ``cfg.jobs`` (0 = one per CPU core) on CPU, never more than the folds to
-    run; 1 on a GPU."""
-    if cfg.device == "cuda":
-        return 1
-    return max(1, min(cfg.jobs or os.cpu_count() or 1, n_todo))
+def make_units(todo: list[tuple[int, Fold]], size: int) -> list[Unit]:
+    """The ``todo`` (seed, fold) pairs in units of ``size``, in order."""
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
 
 
 def _train_folds(
     fs: FlowSet, cfg: Config, out: Path, todo: list[tuple[int, Fold]], finished: Callable[[FoldRecord], None]
 ) -> None:
-    """Train the ``todo`` (seed, fold) pairs, in this process or in ``n_workers`` processes,
-    single-threaded on CPU; ``finished(record)`` after each. Restores the thread count."""
-    workers = n_workers(cfg, len(todo))
-    with one_thread_on_cpu(cfg.device), determinism(cfg.device):
-        if workers == 1:
-            for seed, fold in todo:
-                finished(_train_and_save(fs, fold, cfg, seed, out))
-        else:
-            from joblib import Parallel, delayed
+    """Train the ``todo`` (seed, fold) pairs on ``cfg``'s backend; save each fold's results
+    here as they arrive and call ``finished(record)``."""
+    rd = RunDir(out)
 
-            par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
-            for rec in par(delayed(_worker)(fs, fold, cfg, seed, str(out)) for seed, fold in todo):
-                finished(rec)
+    def save(result: FoldResult) -> None:
+        _save_result(rd, fs, cfg, result)
+        finished(result.record)
+
+    run_units(fs, cfg, make_units(todo, 1), train_unit, save)
 
 
 def run_protocol(

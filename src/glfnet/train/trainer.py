@@ -283,7 +283,7 @@ def _fit_epoch(
 ) -> float:
     """One pass over the fit rows in a fresh order; returns the mean training loss."""
     augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
-    amp = cfg.amp and data.device.type == "cuda"
+    amp = cfg.amp  # bfloat16 autocast (CUDA, or a CPU with AVX-512 BF16 / AMX)
     model.train()
     order = rng.permutation(data.fit_idx)
     total_loss, seen = torch.zeros((), dtype=torch.float64, device=data.device), 0
