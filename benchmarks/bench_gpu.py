@@ -10,9 +10,17 @@ On a synthetic flow set with the MEGC2019 composite's structure (glfnet.data.syn
 2. trains a final model on CUDA, loads it back on CUDA and on the CPU and checks that both
    give the same probabilities;
 3. prints training samples/s (median of epochs 2-6 of a fold-sized run), the fold's set-up
-   time and peak GPU memory for glfnet_s at 28 px and the paper-scale glfnet at 224 px, float32 and bfloat16.
+   time and peak GPU memory for glfnet_s at 28 px and the paper-scale glfnet at 224 px, float32 and bfloat16;
+4. times the fold-batched engine: for each model in ``--engine-models``, each ``fold_batch``
+   in ``--fold-batch`` and each autocast setting of ``--amp``, the first ``--engine-folds``
+   folds of a composite LOSO seed through ``run_protocol`` (the other subjects merged into one
+   pseudo-subject: one more, small fold), and prints training samples/s (training rows x
+   epochs per wall-clock second, set-up and prediction included) and peak GPU memory.
 
-Usage: ``PYTHONPATH=src python benchmarks/bench_gpu.py [--skip-loso]``.
+``--amp`` (both | on | off) also selects the settings of part 3. ``--engine-only`` runs part
+4 alone, e.g. ``--engine-only --fold-batch 1,8,16,32 --amp on``.
+
+Usage: ``PYTHONPATH=src python benchmarks/bench_gpu.py [--skip-loso] [--engine-only] [--fold-batch 1,8]``.
 """
 
 from __future__ import annotations
@@ -114,28 +122,69 @@ def throughput(fs, model: str, amp: bool, batch_size: int) -> tuple[float, float
     )
 
 
+def engine_throughput(fs, model: str, fold_batch: int, amp: bool, epochs: int, folds: int) -> str:
+    """One setting of part 4: training samples/s of the first ``folds`` folds of a LOSO seed
+    (fold_batch folds per batched network) and peak GPU memory; "n/a (...)" where the code
+    refuses the setting."""
+    from bench_engine import keep_folds, training_rows
+    from glfnet.config import Config
+    from glfnet.errors import ConfigError
+    from glfnet.eval.runner import run_protocol
+
+    part = keep_folds(fs, folds)
+    cfg = Config(
+        model=model, epochs=epochs, seeds=[0], device="cuda", amp=amp, fold_batch=fold_batch, report=False
+    )
+    torch.cuda.reset_peak_memory_stats()
+    with tempfile.TemporaryDirectory(prefix="glfnet-gpu-engine-") as out:
+        t = time.perf_counter()
+        try:
+            run_protocol(part, cfg, out)
+        except (NotImplementedError, ConfigError) as e:
+            return f"n/a ({type(e).__name__}: {e})"
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    mem = torch.cuda.max_memory_allocated() / 2**30
+    rate = training_rows(part) * epochs / wall
+    return f"{rate:8.0f} samples/s ({wall:6.1f} s), peak GPU memory {mem:5.2f} GiB"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-loso", action="store_true", help="only final model and throughput")
     ap.add_argument("--out", default=None, help="keep the run directories here")
+    ap.add_argument("--engine-only", action="store_true", help="only part 4, the fold-batched engine")
+    ap.add_argument("--fold-batch", default="1,8", help="part 4: comma-separated fold_batch values")
+    ap.add_argument(
+        "--amp", choices=("both", "on", "off"), default="both", help="bfloat16 autocast settings timed"
+    )
+    ap.add_argument("--engine-models", default="glfnet_t,glfnet_s,ststnet", help="part 4: models")
+    ap.add_argument("--engine-epochs", type=int, default=10, help="part 4: epochs per fold")
+    ap.add_argument("--engine-folds", type=int, default=16, help="part 4: folds timed (0 = all 68)")
     args = ap.parse_args()
+    amps = {"both": (False, True), "on": (True,), "off": (False,)}[args.amp]
+    fold_batches = [int(n) for n in args.fold_batch.split(",") if n]
     if not torch.cuda.is_available():
-        raise SystemExit("bench_gpu.py needs a CUDA GPU; PyTorch sees none here.")
+        raise SystemExit(
+            "bench_gpu.py needs a CUDA GPU; PyTorch sees none here "
+            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})."
+        )
     print(
         f"machine: {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}, python {platform.python_version()}",
         flush=True,
     )
     root = Path(args.out or tempfile.mkdtemp(prefix="glfnet-gpu-runs-"))
-    small = make_set(scale=0.33)
-    print(f"small set: {len(small)} samples, {small.samples['subject'].nunique()} subjects", flush=True)
-    if not args.skip_loso:
-        loso_runs(small, root)
-    final_model(small, root)
+    if not args.engine_only:
+        small = make_set(scale=0.33)
+        print(f"small set: {len(small)} samples, {small.samples['subject'].nunique()} subjects", flush=True)
+        if not args.skip_loso:
+            loso_runs(small, root)
+        final_model(small, root)
     fs = make_set(scale=1.0)
-    for model, batches in (("glfnet_s", (64,)), ("glfnet", (64,))):
+    for model, batches in () if args.engine_only else (("glfnet_s", (64,)), ("glfnet", (64,))):
         for bs in batches:
-            for amp in (False, True):
+            for amp in amps:
                 rate, setup, mem = throughput(fs, model, amp, bs)
                 print(
                     f"train {model:8s} batch {bs:3d} {'bf16' if amp else 'fp32'}: "
@@ -143,6 +192,18 @@ def main():
                     f"peak GPU memory {mem:5.2f} GiB",
                     flush=True,
                 )
+    print(
+        f"engine: first {args.engine_folds or 'all'} folds of a composite LOSO seed, "
+        f"{args.engine_epochs} epochs, run_protocol on cuda",
+        flush=True,
+    )
+    models = [m for m in args.engine_models.split(",") if m]
+    engine_throughput(fs, models[0], 1, amps[-1], 1, 2)  # warm-up (CUDA context, kernels), untimed
+    for model in models:
+        for fb in fold_batches:
+            for amp in amps:
+                took = engine_throughput(fs, model, fb, amp, args.engine_epochs, args.engine_folds)
+                print(f"engine {model:8s} fold_batch {fb:3d} {'bf16' if amp else 'fp32'}: {took}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 and normalisation. Proved by invariance: changing the test subject's inputs and labels must
 leave the trained model bit-identical."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -103,15 +104,16 @@ def _check_tamper(tiny_set, cfg, on_set=lambda fs: None):
 def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypatch):
     """Put the leak in (input statistics, pooled and per database, refitted on every sample of
     the set, the held-out subject's included): the tamper check fails."""
-    real, current = runner.train_fold, {}
+    real, current = runner.train_folds, {}
 
-    def leaky(X, y, subjects, cfg, *args, **kwargs):
-        trained = real(X, y, subjects, cfg, *args, **kwargs)
+    def leaky(inputs, cfg, *args, **kwargs):
+        trained = real(inputs, cfg, *args, **kwargs)
         fs = current["fs"]
-        trained.pipeline.fit(trained.pipeline.prepare(torch.tensor(fs.X)), fs.samples["database"].to_numpy())
+        for t in trained:
+            t.pipeline.fit(t.pipeline.prepare(torch.tensor(fs.X)), fs.samples["database"].to_numpy())
         return trained
 
-    monkeypatch.setattr(runner, "train_fold", leaky)
+    monkeypatch.setattr(runner, "train_folds", leaky)
     with pytest.raises(AssertionError):
         _check_tamper(tiny_set, CFG.replace(db_norm=True), on_set=lambda fs: current.update(fs=fs))
 
@@ -126,28 +128,28 @@ def test_tamper_check_catches_epochs_chosen_on_the_test_subject(tiny_set, monkey
     from glfnet.train import trainer
 
     fold = loso_folds(tiny_set.samples)[1]
-    real_fold, real_split, current = runner.train_fold, trainer._split_val_subjects, {}
+    real_folds, real_split, current = runner.train_folds, trainer._split_val_subjects, {}
 
-    def leaky_fold(X, y, subjects, cfg, *args, groups=None, **kwargs):
+    def leaky_folds(inputs, cfg, *args, **kwargs):
+        (f,) = inputs
         fs, te = current["fs"], fold.test_idx  # the held-out rows ride along, never fitted
-        current["n_train"] = len(y)
+        current["n_train"] = len(f.y)
         db = fs.samples["database"].to_numpy().astype(str)
-        return real_fold(
-            np.concatenate([X, fs.X[te]]),
-            np.concatenate([y, fs.y[te]]),
-            np.concatenate([subjects, fs.samples["subject"].to_numpy()[te]]),
-            cfg,
-            *args,
-            groups=None if groups is None else np.concatenate([groups, db[te]]),
-            **kwargs,
+        leaky = dataclasses.replace(
+            f,
+            X=np.concatenate([f.X, fs.X[te]]),
+            y=np.concatenate([f.y, fs.y[te]]),
+            subjects=np.concatenate([f.subjects, fs.samples["subject"].to_numpy()[te]]),
+            groups=None if f.groups is None else np.concatenate([f.groups, db[te]]),
         )
+        return real_folds([leaky], cfg, *args, **kwargs)
 
     def leaky_split(subjects, frac, rng):
         n = current["n_train"]
         fit, val = real_split(subjects[:n], frac, rng)  # the honest split of the training rows
         return np.concatenate([fit, np.zeros(len(subjects) - n, bool)]), val  # + test rows
 
-    monkeypatch.setattr(runner, "train_fold", leaky_fold)
+    monkeypatch.setattr(runner, "train_folds", leaky_folds)
     monkeypatch.setattr(trainer, "_split_val_subjects", leaky_split)
     with pytest.raises(AssertionError):
         _check_tamper(tiny_set, EARLY_STOPPING, on_set=lambda fs: current.update(fs=fs))
@@ -184,16 +186,17 @@ def test_normalisation_statistics_come_from_training_samples(tiny_set):
     assert not np.allclose(rec.pipeline["mean"], everything, rtol=1e-7, atol=0)
 
 
-def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypatch):
+@pytest.mark.parametrize("fold_batch", [1, 3])
+def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypatch, fold_batch):
     seen = []
-    real = runner.train_fold
+    real = runner.train_folds
 
-    def spy(X, y, subjects, cfg, *args, **kwargs):
-        seen.append((X.copy(), set(subjects)))
-        return real(X, y, subjects, cfg, *args, **kwargs)
+    def spy(inputs, cfg, *args, **kwargs):
+        seen.extend((f.X.copy(), set(f.subjects)) for f in inputs)
+        return real(inputs, cfg, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "train_fold", spy)
-    cfg = CFG.replace(model="ststnet", epochs=1, oracle=True, jobs=1)  # spies work in-process
+    monkeypatch.setattr(runner, "train_folds", spy)
+    cfg = CFG.replace(model="ststnet", epochs=1, oracle=True, jobs=1, fold_batch=fold_batch)  # in-process
     runner.run_protocol(tiny_set, cfg, tmp_path / "run")
     folds = loso_folds(tiny_set.samples)
     assert len(seen) == len(folds)
@@ -203,13 +206,31 @@ def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypat
         assert not any(tiny_set.X[i].tobytes() in train_rows for i in fold.test_idx)
 
 
-def _check_headline_is_final_model(tiny_set, tmp_path):
+@pytest.mark.slow
+def test_a_batched_unit_keeps_each_held_out_subject_out(tiny_set):
+    """Two folds trained as one batched network; fold A's held-out subject tampered with.
+    Fold A's model, history and statistics are bit-identical (its test subject reached
+    nothing of its own, nor came back through the batch); fold B trains on that subject, so
+    it may change -- that is LOSO, not a leak."""
+    folds = loso_folds(tiny_set.samples)
+    unit = [(0, folds[1]), (0, folds[2])]
+    cfg = CFG.replace(fold_batch=2, oracle=True)
+    (rec_a, trained_a), _ = runner.run_folds(tiny_set, unit, cfg, oracle=True)
+    (rec_b, trained_b), _ = runner.run_folds(_tamper(tiny_set, folds[1].test_idx), unit, cfg, oracle=True)
+    sa, sb = _state(trained_a), _state(trained_b)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [{**h, "seconds": 0} for h in rec_a.history] == [{**h, "seconds": 0} for h in rec_b.history]
+    assert rec_a.pipeline == rec_b.pipeline
+    assert rec_a.probs != rec_b.probs  # the test predictions do see the tampered inputs
+
+
+def _check_headline_is_final_model(tiny_set, tmp_path, fold_batch=1):
     """Tamper with one test subject's *labels* so that the oracle must pick an epoch whose
     predictions differ from the final model's: the headline predictions of that subject must
     not move (they come from the final model), while the oracle's do (the check has teeth)."""
     import pandas as pd
 
-    cfg = CFG.replace(model="ststnet", epochs=5, oracle=True, jobs=1, report=False)
+    cfg = CFG.replace(model="ststnet", epochs=5, oracle=True, jobs=1, report=False, fold_batch=fold_batch)
     runner.run_protocol(tiny_set, cfg, tmp_path / "a")
     target = None
     for fold in loso_folds(tiny_set.samples):
@@ -244,8 +265,9 @@ def _check_headline_is_final_model(tiny_set, tmp_path):
 
 
 @pytest.mark.slow
-def test_headline_predictions_are_the_final_models_not_the_oracles(tiny_set, tmp_path):
-    _check_headline_is_final_model(tiny_set, tmp_path)
+@pytest.mark.parametrize("fold_batch", [1, 4])
+def test_headline_predictions_are_the_final_models_not_the_oracles(tiny_set, tmp_path, fold_batch):
+    _check_headline_is_final_model(tiny_set, tmp_path, fold_batch)
 
 
 @pytest.mark.slow

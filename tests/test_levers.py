@@ -168,7 +168,7 @@ def test_refreshed_batchnorm_statistics_are_those_of_the_data():
     xs = pipe.prepare(torch.rand(48, 3, 28, 28))
     pipe.fit(xs)
     refresh_batchnorm(net, pipe, xs, 16)
-    conv, relu, bn = net.streams[0][:3]
+    conv, relu, bn = net.conv, net.act, net.bn
     with torch.no_grad():
         act = relu(conv(pipe(xs)))
     assert bn.num_batches_tracked == 3 and bn.momentum == 0.1  # momentum restored

@@ -153,22 +153,24 @@ def test_parallel_folds_give_the_same_results(tiny_set, tmp_path):
 def test_resume_after_a_kill(tiny_set, tmp_path, monkeypatch):
     full = runner.run_protocol(tiny_set, FAST, tmp_path / "full")
     calls = []
-    real = runner.run_fold
+    real = runner.run_folds
 
     def dying(*args, **kwargs):
         if len(calls) == 3:
             raise KeyboardInterrupt  # the run is killed during its fourth fold
-        calls.append(args[1].name)
+        calls.extend(fold.name for _, fold in args[1])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "run_fold", dying)
+    monkeypatch.setattr(runner, "run_folds", dying)
     with pytest.raises(KeyboardInterrupt):
         runner.run_protocol(tiny_set, FAST, tmp_path / "resumed")
     assert len(list((tmp_path / "resumed" / "folds" / "seed0").glob("*.json"))) == 3
     assert not list((tmp_path / "resumed").rglob("*.tmp"))
     killed = json.loads((tmp_path / "resumed" / "elapsed.json").read_text())["seconds"]
     calls.clear()
-    monkeypatch.setattr(runner, "run_fold", lambda *a, **k: (calls.append(a[1].name), real(*a, **k))[1])
+    monkeypatch.setattr(
+        runner, "run_folds", lambda *a, **k: (calls.extend(f.name for _, f in a[1]), real(*a, **k))[1]
+    )
     steps: list[tuple[int, int, str]] = []
     resumed = runner.run_protocol(
         tiny_set, FAST, tmp_path / "resumed", progress=lambda *step: steps.append(step)

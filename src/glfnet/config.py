@@ -138,8 +138,8 @@ class Config:
                 "`swa_epochs` averages the last epochs' weights and "
                 "`val_subjects` picks one epoch: use one of them"
             )
+        _check_backend(self.backend, self.ray_address)
 
-    @staticmethod
     def fold_batch_size(self) -> int:
         """Folds (or ensemble members) per batched model: ``fold_batch``, or for 0 (auto) what
         measured fastest on the device: 1 on CPU (benchmarks/bench_engine.py: batched
@@ -185,6 +185,21 @@ def _check_choice(name: str, value: Any, allowed: tuple) -> None:
         raise ConfigError(f"`{name}`: {value!r} is not allowed; choose {' | '.join(allowed)}")
 
 
+def _check_backend(backend: str, ray_address: str | None) -> None:
+    """Ray installed for ``backend`` ray (looked up, not imported: importing Ray is slow); no
+    ``ray_address`` without it."""
+    if backend == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("`backend` ray needs Ray: pip install 'glfnet[ray]'")
+    elif ray_address:
+        raise ConfigError(
+            f"`ray_address` {ray_address} names a Ray cluster, but `backend` is {backend}: "
+            "add `backend=ray`, or leave out `ray_address`"
+        )
+
+
 def check_device(device: str) -> None:
     """A ConfigError unless ``device`` is ``cpu``, or ``cuda`` with a GPU PyTorch sees."""
     _check_choice("device", device, typing.get_args(Device))
@@ -195,6 +210,17 @@ def check_device(device: str) -> None:
             raise ConfigError(
                 "`device` cuda was asked for but PyTorch sees no CUDA GPU here; use `device` cpu."
             )
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), as PyTorch reports
+    it. Without, ``amp`` on the CPU still runs, on emulated bfloat16 arithmetic: expect it
+    slower, not faster; a fact to warn about, not a configuration error."""
+    import torch
+
+    # torch.cpu's (private) feature queries; one a PyTorch version lacks counts as "no"
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -84,7 +84,11 @@ def loso(
         show_default=str(Config.jobs),
     ),
     amp: bool | None = typer.Option(
-        None, "--amp/--no-amp", help="bfloat16 autocast on cuda.", show_default="no-amp"
+        None,
+        "--amp/--no-amp",
+        help="bfloat16 autocast while training: cuda, or a CPU with AVX-512 BF16/AMX "
+        "(faster for glfnet_s there; slower for ststnet).",
+        show_default="no-amp",
     ),
     ensemble: int | None = typer.Option(
         None,
@@ -120,7 +124,7 @@ def loso(
     The held-out subject is predicted once, after training. Metrics pool all folds'
     predictions (MEGC2019 definitions).
     """
-    from glfnet.config import build_config
+    from glfnet.config import build_config, cpu_has_bf16
 
     cfg = build_config(
         config,
@@ -145,6 +149,11 @@ def loso(
         save_checkpoints=save_checkpoints or None,
         report=False if no_report else None,
     )
+    if cfg.amp and cfg.device == "cpu" and not cpu_has_bf16():
+        common.warn(
+            "`amp` on a CPU without native bfloat16 (AVX-512 BF16 or AMX): autocast runs "
+            "emulated there, expect it slower than float32; `amp=False` trains in float32."
+        )
     fs = common.load_data(data, labels, skip_bad)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{cfg.protocol}-{cfg.model}"
     say = common.err_console if as_json else console

@@ -5,16 +5,20 @@ A *unit* is a list of (seed, fold) pairs trained together by :func:`glfnet.eval.
 arguments and hands each result back to the process that runs the protocol, which writes it
 to the run directory; so a run gives the same results on every backend and resumes across
 them. ``local``: in this process (one worker, or a GPU) or in ``cfg.jobs`` worker processes
-(joblib/loky), each single-threaded on CPU.
+(joblib/loky), each single-threaded on CPU. ``ray``: one Ray task per unit on a local Ray
+runtime or the cluster at ``cfg.ray_address`` (docs/engine.md); the flow set goes to Ray's
+object store once, the code is not shipped (every node has the same glfnet installed).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from glfnet.config import Config
+from glfnet.errors import ConfigError, GlfnetError
 
 if TYPE_CHECKING:
     from glfnet.data.flowsets import FlowSet
@@ -32,22 +36,141 @@ def n_workers(cfg: Config, n_units: int) -> int:
     return max(1, min(cfg.jobs or os.cpu_count() or 1, n_units))
 
 
+# A unit whose Ray worker process dies (killed, out of memory, a lost node) runs again this
+# many times: a unit reads only its arguments and writes nothing, so a rerun is safe.
+RAY_RETRIES = 3
+
+
 def run_units(
     fs: FlowSet, cfg: Config, units: list[Unit], work: Work, finished: Callable[[Any], None]
-) -> None:
+) -> int:
     """Run ``work(fs, cfg, unit)`` for every unit on ``cfg``'s backend; ``finished(result)``
-    for each result, in this process, as units complete (in any order)."""
+    for each result, in this process, as units complete (in any order). Returns the number of
+    workers that trained units at once (0 when there was nothing to run)."""
     if not units:
-        return
+        return 0
+    if cfg.backend == "ray":
+        return _run_ray(fs, cfg, units, work, finished)
     workers = n_workers(cfg, len(units))
     if workers == 1:
         for unit in units:
             for result in work(fs, cfg, unit):
                 finished(result)
-        return
+        return 1
     from joblib import Parallel, delayed
 
     par = Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")
     for results in par(delayed(work)(fs, cfg, unit) for unit in units):
         for result in results:
             finished(result)
+    return workers
+
+
+def _run_ray(fs: FlowSet, cfg: Config, units: list[Unit], work: Work, finished: Callable[[Any], None]) -> int:
+    """One Ray task per unit (one CPU, or one GPU with ``device`` cuda), results handed to
+    ``finished`` in completion order. Uses the Ray runtime this process is connected to, or
+    connects to ``cfg.ray_address``, or starts a local runtime (shut down at the end)."""
+    import ray
+
+    started = _ray_connect(cfg)
+    try:
+        gpu = cfg.device == "cuda"
+        task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=RAY_RETRIES)(work)
+        fs_ref = ray.put(fs)  # once: every task reads the same copy from the object store
+        pending = {task.remote(fs_ref, cfg, unit): unit for unit in units}
+        slots = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1))
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                unit = pending.pop(done[0])
+                for result in _ray_result(ray, done[0], unit):
+                    finished(result)
+        except BaseException:  # Ctrl-C, or a unit that failed: stop what is still running
+            _ray_cancel(ray, list(pending))
+            raise
+        return max(1, min(slots, len(units)))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _ray_cancel(ray: Any, refs: list[Any], patience: float = 10.0) -> None:
+    """Cancel the tasks (killing their workers). A task whose worker is still starting can
+    miss a cancel, so it is repeated until every task has ended, for ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while refs and time.monotonic() < deadline:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        refs = ray.wait(refs, num_returns=len(refs), timeout=0.5)[1]
+
+
+def _ray_connect(cfg: Config) -> bool:
+    """Connect to Ray (see :func:`_run_ray`), quietly; whether this call started the
+    connection (and so shuts it down)."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = cfg.ray_address
+    try:
+        if address:
+            why = _unreachable(address)  # Ray itself retries an address that never answers for minutes
+            if why:
+                raise ConnectionError(f"nothing answers there: {why}")
+            ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=cfg.jobs or os.cpu_count() or 1,
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+            )
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        if address:
+            raise ConfigError(
+                f"could not connect to the Ray cluster at `ray_address` {address} ({e}). Check that "
+                "it runs (`ray status` on its head node) and the address (HEAD:6379, ray://HEAD:10001 "
+                "or auto)."
+            ) from None
+        raise ConfigError(f"could not start a local Ray runtime ({e}).") from None
+    return True
+
+
+def _unreachable(address: str) -> str | None:
+    """Why no TCP connection opens to a ``HOST:PORT`` or ``ray://HOST:PORT`` address; None
+    when one does, or for an address without a port (``auto``)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:  # not a port number: Ray's own message says what is wrong
+        return None
+    if not host or not port:
+        return None
+    try:
+        socket.create_connection((host, port), timeout=10).close()
+    except OSError as e:
+        return str(e) or type(e).__name__
+    return None
+
+
+def _ray_result(ray: Any, ref: Any, unit: Unit) -> list[Any]:
+    """The unit's results; a glfnet error raised in the task as itself, a unit whose worker
+    died more often than it was retried as a GlfnetError."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, GlfnetError):
+            raise e.cause from None
+        raise
+    except ray.exceptions.RayError as e:
+        folds = ", ".join(f"seed {seed} fold {fold.name}" for seed, fold in unit)
+        raise GlfnetError(
+            f"Ray could not train {folds}: {type(e).__name__} after {RAY_RETRIES} retries "
+            f"({str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}). The folds "
+            "finished so far are saved: run the same command again to resume."
+        ) from None

@@ -9,15 +9,16 @@ comparisons (:mod:`glfnet.report`) read through it. Writes are atomic (:mod:`glf
     elapsed.json                the run's wall-clock seconds over all its invocations
     predictions.csv             database, subject, clip, sample_id, label, prediction, prob_*, seed, fold
     oracle_predictions.csv      the same for the oracle (only with ``oracle``)
-    metrics.json                headline ("honest") and oracle scores (Metrics)
+    metrics.json                headline ("honest") and oracle scores, training throughput (Metrics)
     megc_log.txt                challenge format, first seed (megc_log_seed<S>.txt for the others)
     train_log.csv               seed, fold, epoch, loss, lr, seconds[, val_uf1][, member]
     report.md, report.html, figures/   written by ``glfnet report``
 
 :class:`FoldRecord` and :class:`Metrics` read the JSON of earlier versions unchanged
-(``from_dict``) and write the same JSON (``to_dict``), with one change: a spread over a single
+(``from_dict``) and write the same JSON (``to_dict``), with two changes: a spread over a single
 seed is ``null`` (none can be given), where earlier versions wrote ``0.0``; either reads as
-``None``.
+``None``. ``metrics.json`` gained ``throughput`` (:class:`Throughput`), ``null`` for a file
+that has none.
 """
 
 from __future__ import annotations
@@ -196,6 +197,46 @@ class SubsetScores:
         return getattr(self, metric), getattr(self, f"{metric}_std")
 
 
+@dataclass
+class Throughput:
+    """The training done by the invocation that wrote ``metrics.json`` (not by earlier
+    invocations of a resumed run): where it ran (``backend``, ``workers`` training at once),
+    the folds it trained (reused ones not counted), its wall-clock seconds and the training
+    sample-steps of those folds (rows fitted x epochs x ensemble members, summed)."""
+
+    backend: str
+    workers: int
+    folds_trained: int
+    seconds: float
+    sample_steps: int
+
+    @property
+    def samples_per_second(self) -> float:
+        """Training sample-steps per wall-clock second (0 when nothing was trained)."""
+        return self.sample_steps / self.seconds if self.folds_trained and self.seconds > 0 else 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Throughput:
+        return cls(
+            backend=str(d["backend"]),
+            workers=int(d["workers"]),
+            folds_trained=int(d["folds_trained"]),
+            seconds=float(d["seconds"]),
+            sample_steps=int(d["sample_steps"]),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields, and ``samples_per_second``."""
+        return {
+            "backend": self.backend,
+            "workers": self.workers,
+            "folds_trained": self.folds_trained,
+            "seconds": self.seconds,
+            "sample_steps": self.sample_steps,
+            "samples_per_second": self.samples_per_second,
+        }
+
+
 Section = dict[str, SubsetScores]
 
 
@@ -223,6 +264,7 @@ class Metrics:
     n_folds: int | None = None
     wall_seconds: float | None = None  # this run, all invocations, folds in parallel
     fold_seconds: float | None = None  # summed over folds
+    throughput: Throughput | None = None  # the last invocation's training (None in older files)
     labels: dict[str, str] = field(default_factory=lambda: dict(LABELS))
     databases: list[str] = field(default_factory=list)
     data: str | None = None
@@ -239,6 +281,7 @@ class Metrics:
         "n_folds",
         "wall_seconds",
         "fold_seconds",
+        "throughput",
         "honest",
         "oracle",
         "labels",
@@ -262,12 +305,14 @@ class Metrics:
             oracle=_section(d.get("oracle")),
             seeds=[int(s) for s in d["seeds"]],
             classes=list(d["classes"]),
+            throughput=Throughput.from_dict(d["throughput"]) if d.get("throughput") else None,
         )
         return cls(**known, extra={k: v for k, v in d.items() if k not in cls._KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self._KEYS}
         out.update(honest=_section_dict(self.honest), oracle=_section_dict(self.oracle))
+        out.update(throughput=self.throughput.to_dict() if self.throughput else None)
         return {**out, **self.extra}
 
     def section(self, which: str) -> Section | None:

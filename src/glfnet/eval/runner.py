@@ -1,6 +1,6 @@
 """Run a protocol (LOSO or LODO) over seeds: leak-free, resumable, atomically written.
 
-For each (seed, fold): :func:`glfnet.train.trainer.train_fold` gets the fold's training
+For each (seed, fold): :func:`glfnet.train.trainer.train_folds` gets the fold's training
 samples only; the trained model then predicts the test samples once. With ``oracle`` the
 test fold is also scored after every epoch by an observer that cannot influence training,
 and the per-fold best epoch on the test data gives the separately labelled oracle figures.
@@ -29,15 +29,16 @@ from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError
 from glfnet.eval.backends import Unit, run_units
-from glfnet.eval.rundir import LABELS, FoldRecord, Metrics, RunDir, SeedScores, SubsetScores
+from glfnet.eval.rundir import LABELS, FoldRecord, Metrics, RunDir, SeedScores, SubsetScores, Throughput
 from glfnet.eval.splits import Fold, make_folds
 from glfnet.metrics import scores
 from glfnet.train.trainer import (
+    FoldInput,
     TrainedFold,
     determinism,
     fold_seed,
     one_thread_on_cpu,
-    train_fold,
+    train_folds,
 )
 
 Progress = Callable[[int, int, str], None]
@@ -132,29 +133,67 @@ def run_fold(
     on_epoch: Callable[[dict], None] | None = None,
 ) -> tuple[FoldRecord, TrainedFold]:
     """Train on the fold's training samples, then predict its test samples once."""
+    return run_folds(fs, [(seed, fold)], cfg, oracle, on_epoch)[0]
+
+
+def run_folds(
+    fs: FlowSet,
+    unit: Unit,
+    cfg: Config,
+    oracle: bool = False,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> list[tuple[FoldRecord, TrainedFold]]:
+    """Train each (seed, fold) of ``unit`` on its fold's training samples -- with
+    ``cfg.fold_batch`` > 1 all of them at once as one batched network -- then predict each
+    fold's test samples once. Training sees only :class:`FoldInput` (training rows); the
+    test rows are read here, after training, and by the oracle's observer."""
     t0 = time.perf_counter()
-    tr, te = fold.train_idx, fold.test_idx
-    X_test = fs.X[te]
     db = fs.samples["database"].to_numpy().astype(str)
-    g_test = db[te]
-    epoch_probs: dict[int, np.ndarray] = {}
+    subjects = fs.samples["subject"].to_numpy()
+    inputs, observers, epoch_probs = [], [], []
+    for seed, fold in unit:
+        tr, te = fold.train_idx, fold.test_idx
+        inputs.append(
+            FoldInput(
+                fs.X[tr],
+                fs.y[tr],
+                subjects[tr],
+                len(fs.classes),
+                fs.encoding,
+                fold_seed(seed, fold.name),
+                db[tr],
+            )
+        )
+        probs_by_epoch: dict[int, np.ndarray] = {}
+        epoch_probs.append(probs_by_epoch)
 
-    def observe(epoch, predict, member):  # oracle only: sees the test fold, cannot touch training
-        epoch_probs[epoch] = epoch_probs.get(epoch, 0) + predict(X_test, groups=g_test)
+        def observe(epoch, predict, member, te=te, store=probs_by_epoch):
+            # oracle only: sees the test fold after each epoch, cannot touch training
+            store[epoch] = store.get(epoch, 0) + predict(fs.X[te], groups=db[te])
 
-    trained = train_fold(
-        fs.X[tr],
-        fs.y[tr],
-        fs.samples["subject"].to_numpy()[tr],
-        cfg,
-        len(fs.classes),
-        fs.encoding,
-        fold_seed(seed, fold.name),
-        observer=observe if oracle else None,
-        on_epoch=on_epoch,
-        groups=db[tr],
-    )
-    probs = trained.predict_proba(X_test, groups=g_test)
+        observers.append(observe if oracle else None)
+    batch = cfg.fold_batch_size() * cfg.ensemble if len(unit) > 1 else cfg.fold_batch_size()
+    trained = train_folds(inputs, cfg, observers, on_epoch, batch)
+    seconds = (time.perf_counter() - t0) / len(unit)
+    return [
+        (_fold_record(fs, seed, fold, t, probs, oracle, seconds), t)
+        for (seed, fold), t, probs in zip(unit, trained, epoch_probs)
+    ]
+
+
+def _fold_record(
+    fs: FlowSet,
+    seed: int,
+    fold: Fold,
+    trained: TrainedFold,
+    epoch_probs: dict[int, np.ndarray],
+    oracle: bool,
+    seconds: float,
+) -> FoldRecord:
+    """Predict the fold's test samples once with the trained model; its record."""
+    tr, te = fold.train_idx, fold.test_idx
+    g_test = fs.samples["database"].to_numpy().astype(str)[te]
+    probs = trained.predict_proba(fs.X[te], groups=g_test)
     rec = FoldRecord(
         seed=seed,
         fold=fold.name,
@@ -173,10 +212,10 @@ def run_fold(
         oracle_epoch_preds=[epoch_probs[e].argmax(1).tolist() for e in sorted(epoch_probs)]
         if oracle
         else None,
-        maps=explain(trained, X_test, g_test),
+        maps=explain(trained, fs.X[te], g_test),
     )
-    rec.seconds = time.perf_counter() - t0
-    return rec, trained
+    rec.seconds = seconds
+    return rec
 
 
 @torch.no_grad()
@@ -316,8 +355,7 @@ def train_unit(fs: FlowSet, cfg: Config, unit: Unit) -> list[FoldResult]:
     tasks); it reads nothing but its arguments and writes nothing."""
     results = []
     with one_thread_on_cpu(cfg.device), determinism(cfg.device):
-        for seed, fold in unit:
-            rec, trained = run_fold(fs, fold, cfg, seed, oracle=cfg.oracle)
+        for rec, trained in run_folds(fs, unit, cfg, oracle=cfg.oracle):
             weights = None
             if cfg.save_checkpoints:
                 weights = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
@@ -351,16 +389,16 @@ def make_units(todo: list[tuple[int, Fold]], size: int) -> list[Unit]:
 
 def _train_folds(
     fs: FlowSet, cfg: Config, out: Path, todo: list[tuple[int, Fold]], finished: Callable[[FoldRecord], None]
-) -> None:
+) -> int:
     """Train the ``todo`` (seed, fold) pairs on ``cfg``'s backend; save each fold's results
-    here as they arrive and call ``finished(record)``."""
+    here as they arrive and call ``finished(record)``. Returns the workers that trained at once."""
     rd = RunDir(out)
 
     def save(result: FoldResult) -> None:
         _save_result(rd, fs, cfg, result)
         finished(result.record)
 
-    run_units(fs, cfg, make_units(todo, 1), train_unit, save)
+    return run_units(fs, cfg, make_units(todo, 1), train_unit, save)
 
 
 def run_protocol(
@@ -396,8 +434,11 @@ def run_protocol(
     if progress:  # done = the folds an earlier invocation finished (reused)
         progress(len(records), len(jobs), "starting")
 
+    trained: list[FoldRecord] = []  # by this invocation
+
     def finished(rec: FoldRecord) -> None:
         records[(rec.seed, rec.fold)] = rec
+        trained.append(rec)
         clock.save()
         label = f"seed {rec.seed} fold {rec.fold}"
         if log:
@@ -410,13 +451,35 @@ def run_protocol(
             progress(len(records), len(jobs), label)
 
     todo = [(seed, fold) for seed, fold in jobs if (seed, fold.name) not in records]
-    _train_folds(fs, cfg, rd.path, todo, finished)
+    workers = _train_folds(fs, cfg, rd.path, todo, finished)
     ordered = [records[(seed, fold.name)] for seed, fold in jobs]
-    return write_results(fs, cfg, rd, ordered, folds, clock)
+    throughput = _throughput(fs, cfg, folds, trained, workers, time.perf_counter() - clock.t0)
+    return write_results(fs, cfg, rd, ordered, folds, clock, throughput)
+
+
+def _throughput(
+    fs: FlowSet, cfg: Config, folds: list[Fold], trained: list[FoldRecord], workers: int, seconds: float
+) -> Throughput:
+    """This invocation's training: the folds it trained, in ``seconds``, and their sample-steps
+    (rows fitted -- the training rows less the validation subjects' -- x epochs x ensemble
+    members: the fold's ``history`` has one row per epoch per member)."""
+    subjects = fs.samples["subject"].to_numpy()
+    train_idx = {f.name: f.train_idx for f in folds}
+    steps = 0
+    for rec in trained:
+        held_out = int(np.isin(subjects[train_idx[rec.fold]], rec.val_subjects).sum())
+        steps += (rec.n_train - held_out) * len(rec.history)
+    return Throughput(cfg.backend, workers, len(trained), seconds, steps)
 
 
 def write_results(
-    fs: FlowSet, cfg: Config, rd: RunDir, records: list[FoldRecord], folds: list[Fold], clock: _Clock
+    fs: FlowSet,
+    cfg: Config,
+    rd: RunDir,
+    records: list[FoldRecord],
+    folds: list[Fold],
+    clock: _Clock,
+    throughput: Throughput | None = None,
 ) -> Metrics:
     """Predictions, MEGC logs, training log and metrics of the finished folds."""
     pred = _prediction_frame(fs, records, oracle=False)
@@ -442,6 +505,7 @@ def write_results(
         n_folds=len(folds),
         wall_seconds=clock.seconds(),
         fold_seconds=float(sum(r.seconds for r in records)),
+        throughput=throughput,
         labels=dict(LABELS),
         databases=sorted(fs.samples["database"].unique().tolist()),
         data=fs.source,

@@ -50,12 +50,35 @@ class ClassBalancedLoss(nn.Module):
         self.register_buffer("weight", torch.tensor(w, dtype=torch.float32))
         self.base, self.gamma, self.label_smoothing = base, gamma, label_smoothing
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=self.label_smoothing)
-        if self.base == "focal":
-            p_t = torch.exp(-F.cross_entropy(logits.float(), target, reduction="none"))
-            ce = (1.0 - p_t).pow(self.gamma) * ce
-        return (self.weight[target] * ce).mean()  # as Cui et al.: weighted sum / batch size
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        return class_balanced_loss(
+            logits, target, self.weight, self.base, self.gamma, self.label_smoothing, mask
+        )
+
+
+def class_balanced_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    base: str = "ce",
+    gamma: float = 2.0,
+    label_smoothing: float = 0.0,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The loss as a function (what :class:`ClassBalancedLoss` computes, and what the
+    fold-batched engine calls per network): weighted base loss summed over the batch / batch
+    size, as Cui et al. ``mask`` (B,) of 0/1 marks the real rows of a padded batch: the mean is
+    over those."""
+    ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=label_smoothing)
+    if base == "focal":
+        p_t = torch.exp(-F.cross_entropy(logits.float(), target, reduction="none"))
+        ce = (1.0 - p_t).pow(gamma) * ce
+    per_row = weight[target] * ce
+    if mask is None:
+        return per_row.mean()
+    return (per_row * mask).sum() / mask.sum().clamp_min(1)
 
 
 def build_loss(cfg: Config, counts: npt.ArrayLike) -> nn.Module:

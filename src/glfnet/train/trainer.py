@@ -117,6 +117,21 @@ def member_seed(seed: int, member: int) -> int:
     return int(np.random.SeedSequence([int(seed), 7919, int(member)]).generate_state(1)[0])
 
 
+@dataclass
+class FoldInput:
+    """One fold's training samples -- and nothing else: inputs, labels, subjects (for the
+    inner validation split), the database of each row (for per-database statistics), the
+    class count, the stored encoding and the fold's seed."""
+
+    X: np.ndarray
+    y: np.ndarray
+    subjects: np.ndarray
+    num_classes: int
+    encoding: str
+    seed: int
+    groups: np.ndarray | None = None
+
+
 def train_fold(
     X: np.ndarray,
     y: np.ndarray,
@@ -135,39 +150,92 @@ def train_fold(
     training subjects is held out of fitting and used to pick the epoch. With ``cfg.ensemble``
     = K > 1, K members are trained on the same samples (same split, same normalisation),
     differing in initialisation, batch order and augmentation; the fold's model is their
-    :class:`~glfnet.models.ensemble.Ensemble` (mean of the members' probabilities).
+    :class:`~glfnet.models.ensemble.Ensemble` (mean of the members' probabilities), and
+    ``cfg.fold_batch`` > 1 trains that many members at once as one batched network.
     ``observer(epoch, predict, member)`` sees a frozen predictor ``predict(X, groups=None)``
     of each member after each epoch; ``on_epoch(record)`` gets the log row. ``groups`` (the
     database of each training sample) gives per-database input statistics when
     ``cfg.db_norm``.
     """
-    device = torch.device(cfg.device)
-    rng = np.random.default_rng(seed)
-    fit_mask, val_subjects = np.ones(len(y), bool), []
-    if cfg.val_subjects > 0:
-        fit_mask, val_subjects = _split_val_subjects(np.asarray(subjects), cfg.val_subjects, rng)
-    data = _fold_data(X, y, fit_mask, groups if cfg.db_norm else None, cfg, num_classes, encoding, device)
+    fold = FoldInput(X, y, subjects, num_classes, encoding, seed, groups)
+    return train_folds([fold], cfg, [observer], on_epoch, cfg.fold_batch_size())[0]
 
-    members, history, selected = [], [], []
-    for k in range(cfg.ensemble):
-        mseed = member_seed(seed, k)
-        model, hist, sel = _train_member(
-            data,
-            cfg,
-            mseed,
-            rng if k == 0 else np.random.default_rng(mseed),
-            None if observer is None else (lambda e, p, k=k: observer(e, p, k)),
-            on_epoch,
-            k if cfg.ensemble > 1 else None,
-        )
-        history.extend(hist)
-        members.append(model)
-        selected.append(sel)
-    model = members[0] if cfg.ensemble == 1 else Ensemble(members).eval()
-    result = TrainedFold(model, data.pipeline, history, val_subjects=val_subjects)
-    if any(s is not None for s in selected):
-        result.selected_epoch = selected[0] if cfg.ensemble == 1 else selected
-    return result
+
+def train_folds(
+    folds: list[FoldInput],
+    cfg: Config,
+    observers: list[Callable | None] | None = None,
+    on_epoch: Callable | None = None,
+    batch: int = 1,
+) -> list[TrainedFold]:
+    """Train each fold of ``folds`` on its own samples (see :func:`train_fold`); ``batch`` > 1
+    trains up to that many of the networks (folds x ensemble members) at once as one batched
+    network (:mod:`glfnet.train.batched`), each with everything of its own."""
+    device = torch.device(cfg.device)
+    observers = observers or [None] * len(folds)
+    jobs, val_subjects = [], []
+    for i, f in enumerate(folds):
+        rng = np.random.default_rng(f.seed)
+        fit_mask, val = np.ones(len(f.y), bool), []
+        if cfg.val_subjects > 0:
+            fit_mask, val = _split_val_subjects(np.asarray(f.subjects), cfg.val_subjects, rng)
+        groups = f.groups if cfg.db_norm else None
+        data = _fold_data(f.X, f.y, fit_mask, groups, cfg, f.num_classes, f.encoding, device)
+        val_subjects.append(val)
+        for k in range(cfg.ensemble):
+            mseed = member_seed(f.seed, k)
+            observer = observers[i]
+            jobs.append(
+                MemberJob(
+                    i,
+                    data,
+                    mseed,
+                    rng if k == 0 else np.random.default_rng(mseed),
+                    None if observer is None else (lambda e, p, k=k, o=observer: o(e, p, k)),
+                    k if cfg.ensemble > 1 else None,
+                )
+            )
+    trained = _train_jobs(jobs, cfg, on_epoch, batch)
+    results = []
+    for i in range(len(folds)):
+        mine = [(job, out) for job, out in zip(jobs, trained) if job.fold == i]
+        members = [out[0] for _, out in mine]
+        history = [row for _, out in mine for row in out[1]]
+        selected = [out[2] for _, out in mine]
+        model = members[0] if cfg.ensemble == 1 else Ensemble(members).eval()
+        result = TrainedFold(model, mine[0][0].data.pipeline, history, val_subjects=val_subjects[i])
+        if any(s is not None for s in selected):
+            result.selected_epoch = selected[0] if cfg.ensemble == 1 else selected
+        results.append(result)
+    return results
+
+
+@dataclass
+class MemberJob:
+    """One network to train: its fold (index), the fold's data, its seed, its random
+    generator (batch order, mixup), the observer of its epochs and its ensemble index."""
+
+    fold: int
+    data: _FoldData
+    seed: int
+    rng: np.random.Generator
+    observer: Callable | None
+    member: int | None
+
+
+def _train_jobs(
+    jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None, batch: int
+) -> list[tuple[torch.nn.Module, list[dict], int | None]]:
+    """(model, history, selected epoch) per job: one at a time, or ``batch`` at a time as
+    one batched network."""
+    if batch <= 1 or len(jobs) == 1:
+        return [_train_member(j.data, cfg, j.seed, j.rng, j.observer, on_epoch, j.member) for j in jobs]
+    from glfnet.train.batched import train_batched
+
+    out: list[tuple[torch.nn.Module, list[dict], int | None]] = []
+    for i in range(0, len(jobs), batch):
+        out.extend(train_batched(jobs[i : i + batch], cfg, on_epoch))
+    return out
 
 
 @dataclass
@@ -282,7 +350,7 @@ def _fit_epoch(
     n_batches: int,
 ) -> float:
     """One pass over the fit rows in a fresh order; returns the mean training loss."""
-    augment = {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
+    augment = augment_args(cfg)
     amp = cfg.amp  # bfloat16 autocast (CUDA, or a CPU with AVX-512 BF16 / AMX)
     model.train()
     order = rng.permutation(data.fit_idx)
@@ -305,6 +373,11 @@ def _fit_epoch(
         total_loss += loss.detach().double() * len(b)  # no GPU sync per step
         seen += len(b)
     return float(total_loss) / max(seen, 1)
+
+
+def augment_args(cfg: Config) -> dict:
+    """The pipeline's random augmentation arguments (flip, rotation, zoom, shift) of ``cfg``."""
+    return {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
 
 
 def _val_uf1(model: torch.nn.Module, data: _FoldData) -> float:
