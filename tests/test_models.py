@@ -141,3 +141,21 @@ def test_same_seed_same_init():
     b = glfnet.create_model("glfnet_s")
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     assert isinstance(a, GLFNet)
+
+
+def test_fast_dropout_is_dropout():
+    """layers.Dropout: a Bernoulli(1 - p) keep-mask scaled by 1 / (1 - p) in training, the
+    identity in eval mode, also under bfloat16 autocast."""
+    from glfnet.models.layers import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200, 16, 10, 10)
+    for p in (0.2, 0.5):
+        y = Dropout(p).train()(x)
+        kept = y != 0
+        assert abs(kept.float().mean().item() - (1 - p)) < 0.01
+        assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / (1 - p)))
+        assert torch.equal(Dropout(p).eval()(x), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = Dropout(0.2).train()(x.bfloat16())
+    assert abs((y != 0).float().mean().item() - 0.8) < 0.01

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from glfnet.models.layers import BasicBlock, conv_bn_act, init_weights
+from glfnet.models.layers import BasicBlock, Dropout, conv_bn_act, init_weights
 from glfnet.models.registry import register_model
 
 # GLFNet's string options: each allowed value is spelled here once; the constructor validates
@@ -281,7 +281,7 @@ def _make_stem(stem: Stem, in_chans: int, width: int, stride: int, pool: bool, d
             nn.MaxPool2d(3, 3, 1),
         ]
     if drop:
-        layers.append(nn.Dropout(drop))
+        layers.append(Dropout(drop))
     return nn.Sequential(*layers)
 
 
@@ -389,7 +389,7 @@ class GLFNet(nn.Module):
         if head == "flat":  # keep where the motion is: the fused map's grid, flattened
             self.head_grid = min(self.head_grid, self._feature_side(in_chans, img_size))
             self.num_features = branch_width * self.head_grid**2
-        self.drop = nn.Dropout(drop_rate)
+        self.drop = Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
         if isinstance(self.global_attn, GlobalAttention):

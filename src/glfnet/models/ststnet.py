@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from glfnet.models.layers import init_weights
+from glfnet.models.layers import Dropout, init_weights
 from glfnet.models.registry import register_model
 
 #: per-stream parameter and buffer names of the three-stream layout, by module index
@@ -51,7 +51,7 @@ class STSTNet(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.bn = nn.BatchNorm2d(width)
         self.maxpool = nn.MaxPool2d(3, 3, 1)
-        self.drop = nn.Dropout(drop_rate)
+        self.drop = Dropout(drop_rate)
         self.pool = nn.AvgPool2d(2, 2)
         side = ((img_size + 2 + 2 - 3) // 3 + 1) // 2  # conv pad 2 -> max-pool 3/3 pad 1 -> avg 2
         self.num_classes, self.num_features = num_classes, width * side * side
