@@ -140,9 +140,11 @@ def remove_worktree(path: Path) -> None:
         print(f"could not remove the git worktree {path}: `git worktree remove --force {path}`")
 
 
-def variants(fold_batches: list[int]) -> dict[str, tuple[str, dict]]:
+def variants(fold_batches: list[int], bf16: bool = True) -> dict[str, tuple[str, dict]]:
     """name -> (code: "baseline" or "current", Config changes)."""
-    out = {"today": ("baseline", {}), "fp32": ("current", {}), "bf16": ("current", {"amp": True})}
+    out = {"today": ("baseline", {}), "fp32": ("current", {})}
+    if bf16:
+        out["bf16"] = ("current", {"amp": True})
     out.update({f"fold-batch{n}": ("current", {"fold_batch": n}) for n in fold_batches})
     return out
 
@@ -175,6 +177,7 @@ def main() -> None:
     ap.add_argument(
         "--fold-batch", default="8", help="comma-separated fold_batch values, one variant each ('' = none)"
     )
+    ap.add_argument("--no-bf16", action="store_true", help="leave out the bf16 variant")
     ap.add_argument("--folds", type=int, default=0, help="time only the first K folds' work (0 = all)")
     ap.add_argument("--jobs", type=int, default=0, help="fold workers (default 0: one per core)")
     ap.add_argument("--baseline", default="a927ab8", help="git revision of 'today' (default a927ab8)")
@@ -193,7 +196,7 @@ def main() -> None:
 
     models = [m for m in args.models.split(",") if m]
     fold_batches = [int(n) for n in args.fold_batch.split(",") if n]
-    names = list(variants(fold_batches))
+    names = list(variants(fold_batches, not args.no_bf16))
     cores = os.cpu_count() or 1
     jobs = args.jobs or cores
     print(
@@ -223,7 +226,7 @@ def main() -> None:
     try:
         for r in range(args.repeats):
             for model in models:
-                for name, (code, changes) in variants(fold_batches).items():
+                for name, (code, changes) in variants(fold_batches, not args.no_bf16).items():
                     src = worktree / "src" if code == "baseline" else REPO / "src"
                     res = run_variant(src, dict(spec, model=model, changes=changes))
                     results[(model, name)].append(res)

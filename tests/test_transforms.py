@@ -81,3 +81,19 @@ def test_resize_rescales_raw_vectors():
     assert torch.allclose(r[:, :2], torch.full_like(r[:, :2], 2.0)) and torch.allclose(
         r[:, 2], torch.ones(1, 56, 56)
     )
+
+
+def test_warp_is_affine_grid_and_grid_sample():
+    """The elementwise warp equals the textbook one: F.affine_grid of the inverse transform,
+    F.grid_sample, then each (u, v) mapped by A (to float rounding)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 28, 20).contiguous(memory_format=torch.channels_last)
+    A = T.affine_matrices(torch.rand(16) * 20 - 10, 1 + (torch.rand(16) - 0.5) * 0.1)
+    shift = (torch.rand(16, 2) - 0.5) * 0.2
+    inv = torch.linalg.inv(A)
+    theta = torch.cat([inv, -(inv @ shift[..., None])], dim=2)
+    out = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), align_corners=False)
+    ref = torch.cat([torch.einsum("bij,bjhw->bihw", A, out[:, :2]), out[:, 2:]], dim=1)
+    torch.testing.assert_close(T.warp(x, A, shift), ref, rtol=0, atol=1e-4)
