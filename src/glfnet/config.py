@@ -141,9 +141,10 @@ class Config:
         _check_backend(self.backend, self.ray_address)
 
     def fold_batch_size(self) -> int:
-        """Folds (or ensemble members) per batched model: ``fold_batch``, or for 0 (auto) what
-        measured fastest on the device: 1 on CPU (benchmarks/bench_engine.py: batched
-        convolutions become grouped ones, slower there than one model at a time), 8 on CUDA."""
+        """Folds (or ensemble members) per batched model: ``fold_batch``, or for 0 (auto) 1 on
+        CPU (measured: batched convolutions become grouped ones, slower there than one model at
+        a time; docs/engine.md) and 8 on CUDA (where one small model per step leaves the GPU
+        idle; not yet timed: ``benchmarks/bench_gpu.py`` measures it)."""
         if self.fold_batch:
             return int(self.fold_batch)
         return 8 if self.device == "cuda" else 1

@@ -171,7 +171,7 @@ FOLD_BATCH_OPTION = typer.Option(
     None,
     "--fold-batch",
     help="Folds (in train: ensemble members) trained together as one batched model; 1 = one at a "
-    "time. 0 picks what measured fastest on the device (1 on CPU, 8 on cuda). Dropout draws differ "
+    "time. 0: 1 on CPU (measured fastest there), 8 on cuda (not yet timed). Dropout draws differ "
     "from one-at-a-time training, so scores agree within seed noise (docs/engine.md).",
     show_default="0",
 )
