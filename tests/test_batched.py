@@ -168,12 +168,23 @@ def test_masked_batchnorm_counts_only_real_rows():
 
 
 @pytest.mark.slow
-def test_loso_with_fold_batch_gives_the_results_of_one_fold_at_a_time(tiny_set, tmp_path):
+def test_loso_with_fold_batch_gives_the_results_of_one_fold_at_a_time(tiny_set, tmp_path, monkeypatch):
     """The run level: `fold_batch` 4 (units of four folds, one batched network each) and 1
     give the same predictions (dropout off; with it, the same within seed noise)."""
+    import glfnet.train.batched as batched
+
     cfg = Config(model="ststnet", model_args=NO_DROPOUT["ststnet"], epochs=2, batch_size=16, report=False)
     one = runner.run_protocol(tiny_set, cfg.replace(fold_batch=1), tmp_path / "one")
-    four = runner.run_protocol(tiny_set, cfg.replace(fold_batch=4), tmp_path / "four")
+    sizes, real = [], batched.train_batched
+
+    def spy(jobs, *args, **kwargs):  # the batched engine really trains the units
+        sizes.append(len(jobs))
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(batched, "train_batched", spy)
+    four = runner.run_protocol(tiny_set, cfg.replace(fold_batch=4, jobs=1), tmp_path / "four")
+    n = len(loso_folds(tiny_set.samples))
+    assert sizes == [4] * (n // 4) + ([n % 4] if n % 4 > 1 else [])
     a, b = (pd.read_csv(tmp_path / d / "predictions.csv") for d in ("one", "four"))
     probs = [c for c in a.columns if c.startswith("prob_")]
     np.testing.assert_allclose(a[probs].to_numpy(), b[probs].to_numpy(), atol=1e-3)

@@ -188,18 +188,19 @@ def test_normalisation_statistics_come_from_training_samples(tiny_set):
 
 @pytest.mark.parametrize("fold_batch", [1, 3])
 def test_runner_never_passes_test_rows_to_training(tiny_set, tmp_path, monkeypatch, fold_batch):
-    seen = []
+    seen, units = [], []
     real = runner.train_folds
 
     def spy(inputs, cfg, *args, **kwargs):
         seen.extend((f.X.copy(), set(f.subjects)) for f in inputs)
+        units.append(len(inputs))
         return real(inputs, cfg, *args, **kwargs)
 
     monkeypatch.setattr(runner, "train_folds", spy)
     cfg = CFG.replace(model="ststnet", epochs=1, oracle=True, jobs=1, fold_batch=fold_batch)  # in-process
     runner.run_protocol(tiny_set, cfg, tmp_path / "run")
     folds = loso_folds(tiny_set.samples)
-    assert len(seen) == len(folds)
+    assert len(seen) == len(folds) and max(units) == fold_batch  # batched units on that path
     for (X, subjects), fold in zip(seen, folds):
         assert fold.subject not in subjects
         train_rows = {x.tobytes() for x in X}

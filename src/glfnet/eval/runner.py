@@ -398,7 +398,7 @@ def _train_folds(
         _save_result(rd, fs, cfg, result)
         finished(result.record)
 
-    return run_units(fs, cfg, make_units(todo, 1), train_unit, save)
+    return run_units(fs, cfg, make_units(todo, cfg.fold_batch_size()), train_unit, save)
 
 
 def run_protocol(
