@@ -38,10 +38,16 @@ import torch.nn as nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from glfnet.config import Config
-from glfnet.metrics import scores
 from glfnet.models.inference import predict_proba
 from glfnet.train.losses import class_balanced_loss
-from glfnet.train.trainer import MemberJob, build_model, lr_schedule, refresh_batchnorm
+from glfnet.train.trainer import (
+    MemberJob,
+    augment_args,
+    build_model,
+    lr_schedule,
+    refresh_batchnorm,
+    val_uf1,
+)
 
 Trained = tuple[nn.Module, list[dict], int | None]
 
@@ -181,7 +187,7 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
             model = run.materialise(models[i], i)
             record = {"epoch": epoch, "loss": losses[i], "lr": run.lr(i), "seconds": seconds}
             if len(job.data.val_idx):
-                record["val_uf1"] = _val_uf1(model, job)
+                record["val_uf1"] = val_uf1(model, job.data)
                 if record["val_uf1"] > best[i][0]:
                     best[i], selected[i] = (record["val_uf1"], copy.deepcopy(model.state_dict())), epoch
             if job.member is not None:
@@ -213,12 +219,6 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
     return out
 
 
-def _val_uf1(model: nn.Module, job: MemberJob) -> float:
-    v, data = job.data.val_idx, job.data
-    pred = predict_proba(model, data.pipeline, data.X[v], groups=data.groups_of(v)).argmax(1)
-    return float(scores(data.y[v], pred, data.num_classes)["uf1"])
-
-
 class _Lockstep:
     """The state of K networks training together: their stacked weights, schedules, step
     counts and per-network random generators; one :meth:`epoch` at a time."""
@@ -230,15 +230,10 @@ class _Lockstep:
         self.n_batches = [max(1, math.ceil(len(j.data.fit_idx) / cfg.batch_size)) for j in jobs]
         self.factors = [lr_schedule(cfg, n) for n in self.n_batches]
         self.steps = [0] * len(jobs)
-        data = jobs[0].data.loss_fn
+        loss = jobs[0].data.loss_fn
         self.weights = torch.stack([j.data.loss_fn.weight for j in jobs])
-        self.loss_args = (data.base, data.gamma, data.label_smoothing)
-        self.augment = {
-            "hflip_p": cfg.hflip,
-            "rotate": cfg.rotate,
-            "scale": cfg.scale,
-            "translate": cfg.translate,
-        }
+        self.loss_args = (loss.base, loss.gamma, loss.label_smoothing)
+        self.augment = augment_args(cfg)
         self.forward: Callable[..., torch.Tensor] = vmap(self._one, randomness="different")
 
     def lr(self, i: int) -> float:

@@ -317,7 +317,7 @@ def _train_member(
             "seconds": time.perf_counter() - t0,
         }
         if len(data.val_idx):
-            record["val_uf1"] = _val_uf1(model, data)
+            record["val_uf1"] = val_uf1(model, data)
             if record["val_uf1"] > best[0]:
                 best, selected = (record["val_uf1"], copy.deepcopy(model.state_dict())), epoch
         if swa is not None and epoch >= swa_from:
@@ -380,7 +380,7 @@ def augment_args(cfg: Config) -> dict:
     return {"hflip_p": cfg.hflip, "rotate": cfg.rotate, "scale": cfg.scale, "translate": cfg.translate}
 
 
-def _val_uf1(model: torch.nn.Module, data: _FoldData) -> float:
+def val_uf1(model: torch.nn.Module, data: _FoldData) -> float:
     """UF1 on the validation subjects (training subjects held out of fitting)."""
     v = data.val_idx
     pred = predict_proba(model, data.pipeline, data.X[v], groups=data.groups_of(v)).argmax(1)
