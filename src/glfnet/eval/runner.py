@@ -176,7 +176,7 @@ def run_folds(
     trained = train_folds(inputs, cfg, observers, on_epoch, batch)
     seconds = (time.perf_counter() - t0) / len(unit)
     return [
-        (_fold_record(fs, seed, fold, t, probs, oracle, seconds), t)
+        (_fold_record(fs, seed, fold, t, probs, oracle, seconds, db[fold.test_idx]), t)
         for (seed, fold), t, probs in zip(unit, trained, epoch_probs)
     ]
 
@@ -189,10 +189,11 @@ def _fold_record(
     epoch_probs: dict[int, np.ndarray],
     oracle: bool,
     seconds: float,
+    g_test: np.ndarray,
 ) -> FoldRecord:
-    """Predict the fold's test samples once with the trained model; its record."""
+    """Predict the fold's test samples (of databases ``g_test``) once with the trained model;
+    its record."""
     tr, te = fold.train_idx, fold.test_idx
-    g_test = fs.samples["database"].to_numpy().astype(str)[te]
     probs = trained.predict_proba(fs.X[te], groups=g_test)
     rec = FoldRecord(
         seed=seed,

@@ -184,8 +184,9 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
                 for k, p in params.items():
                     swa[k] += (p.detach() - swa[k]) / n_swa
         for i, job in enumerate(jobs):
-            model = run.materialise(models[i], i)
             record = {"epoch": epoch, "loss": losses[i], "lr": run.lr(i), "seconds": seconds}
+            # a network's own module is filled only for what reads it (validation, observer)
+            model = run.materialise(models[i], i) if len(job.data.val_idx) or job.observer else models[i]
             if len(job.data.val_idx):
                 record["val_uf1"] = val_uf1(model, job.data)
                 if record["val_uf1"] > best[i][0]:
