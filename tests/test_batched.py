@@ -40,9 +40,11 @@ def _params_close(a, b, atol):
 
 
 @pytest.mark.slow
-def test_batched_networks_equal_networks_trained_one_at_a_time():
-    """Padding, masked BatchNorm, per-network schedules and AdamW states, mixup, augmentation
-    and early stopping: every network of the batch ends where it ends alone."""
+@pytest.mark.parametrize("bn_refresh", [False, True])
+def test_batched_networks_equal_networks_trained_one_at_a_time(bn_refresh):
+    """Padding, masked BatchNorm, per-network schedules and AdamW states, mixup, augmentation,
+    early stopping and the BatchNorm refresh: every network of the batch ends where it ends
+    alone."""
     folds = _folds()
     cfg = Config(
         model="ststnet",
@@ -51,6 +53,7 @@ def test_batched_networks_equal_networks_trained_one_at_a_time():
         batch_size=16,
         mixup=0.4,
         val_subjects=0.3,
+        bn_refresh=bn_refresh,
     )
     alone = train_folds(folds, cfg, batch=1)
     together = train_folds(folds, cfg, batch=3)

@@ -55,6 +55,8 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
         CFG.replace(mixup=0.4),
         CFG.replace(db_norm=True, oracle=True),
         CFG.replace(epochs=3, swa_epochs=2),
+        CFG.replace(bn_refresh=False),
+        CFG.replace(fold_batch=2, ensemble=2),
     ],
     ids=[
         "fixed-epochs",
@@ -65,6 +67,8 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
         "mixup",
         "per-database-statistics",
         "weight-averaging",
+        "no-batchnorm-refresh",
+        "batchnorm-refresh-batched-ensemble",
     ],
 )
 @pytest.mark.slow
@@ -116,6 +120,23 @@ def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypat
     monkeypatch.setattr(runner, "train_folds", leaky)
     with pytest.raises(AssertionError):
         _check_tamper(tiny_set, CFG.replace(db_norm=True), on_set=lambda fs: current.update(fs=fs))
+
+
+@pytest.mark.slow
+def test_tamper_check_catches_test_rows_in_the_batchnorm_refresh(tiny_set, monkeypatch):
+    """Put the leak in (the BatchNorm statistics recomputed after training on every sample of
+    the set, the held-out subject's included): the tamper check fails."""
+    from glfnet.train import trainer
+
+    real, current = trainer.refresh_batchnorm, {}
+
+    def leaky(model, pipeline, Xs, batch_size, groups=None):
+        everything = pipeline.prepare(torch.tensor(current["fs"].X))
+        real(model, pipeline, everything, batch_size)
+
+    monkeypatch.setattr(trainer, "refresh_batchnorm", leaky)
+    with pytest.raises(AssertionError):
+        _check_tamper(tiny_set, CFG.replace(bn_refresh=True), on_set=lambda fs: current.update(fs=fs))
 
 
 @pytest.mark.slow

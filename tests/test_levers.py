@@ -173,3 +173,42 @@ def test_refreshed_batchnorm_statistics_are_those_of_the_data():
         act = relu(conv(pipe(xs)))
     assert bn.num_batches_tracked == 3 and bn.momentum == 0.1  # momentum restored
     assert torch.allclose(bn.running_mean, act.mean((0, 2, 3)), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_batchnorm_refresh_changes_only_the_batchnorm_statistics():
+    """``bn_refresh`` (a default) trains the same weights and replaces only the running
+    statistics, by those of the un-augmented training inputs with dropout off (as at test
+    time)."""
+    from glfnet.train.trainer import refresh_batchnorm
+
+    X, y, s = _data()
+    cfg = FAST.replace(model="glfnet_t")
+    plain = train_fold(X, y, s, cfg.replace(bn_refresh=False), 3, "minmax", seed=0)
+    fresh = train_fold(X, y, s, cfg.replace(bn_refresh=True), 3, "minmax", seed=0)
+    a, b = plain.model.state_dict(), fresh.model.state_dict()
+    stats = [k for k in a if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in a if k not in stats and not k.endswith("num_batches_tracked")]
+    assert stats and all(torch.equal(a[k], b[k]) for k in weights)
+    assert not any(torch.equal(a[k], b[k]) for k in stats)
+    assert [h["loss"] for h in plain.history] == [h["loss"] for h in fresh.history]
+    # the refreshed statistics are those of one pass over the training rows at test time
+    refresh_batchnorm(plain.model, plain.pipeline, plain.pipeline.prepare(torch.tensor(X)), cfg.batch_size)
+    again = plain.model.state_dict()
+    assert all(torch.allclose(again[k], b[k], atol=1e-5) for k in stats)
+    assert not plain.model.training  # the model's mode is left as it was
+
+
+def test_batchnorm_refresh_keeps_dropout_off():
+    from glfnet.train.trainer import refresh_batchnorm
+
+    torch.manual_seed(0)
+    net = glfnet.create_model("glfnet_t")  # dropout after the stem, before BatchNorm layers
+    pipe = InputPipeline("minmax", "signed", 28)
+    xs = pipe.prepare(torch.rand(32, 3, 28, 28))
+    pipe.fit(xs)
+    refresh_batchnorm(net, pipe, xs, 16)
+    first = {k: v.clone() for k, v in net.state_dict().items()}
+    refresh_batchnorm(net, pipe, xs, 16)  # no random draws: the same statistics again
+    assert all(torch.allclose(first[k], v, atol=1e-5) for k, v in net.state_dict().items())
+    assert net.training

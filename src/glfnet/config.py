@@ -49,7 +49,7 @@ class Config:
     epochs: int = 60
     batch_size: int = 64
     lr: float = 2e-3
-    weight_decay: float = 0.05
+    weight_decay: float = 0.5  # decoupled (AdamW): shrinks weights by lr x 0.5 per step
     warmup_epochs: int = 2
     # loss
     loss: Loss = "cb"
@@ -70,6 +70,7 @@ class Config:
     db_norm: bool = False  # per-database input statistics (database = metadata, not a label)
     swa_epochs: int = 0  # >0: the last N epochs at a constant learning rate, weights averaged
     swa_lr: float = 0.25  # that constant rate, as a fraction of lr
+    bn_refresh: bool = True  # recompute BatchNorm statistics after training (training rows, no augmentation)
     # model selection (never on the test subject)
     val_subjects: float = 0.0  # >0: early stopping on this fraction of *training* subjects
     # run

@@ -208,10 +208,11 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
         model, best_state = run.materialise(models[i], i), best[i][1]
         if best_state is not None:
             model.load_state_dict(best_state)
-        if swa is not None:  # the averaged weights, with BatchNorm statistics recomputed
+        if swa is not None:  # the averaged weights, which need BatchNorm statistics of their own
             with torch.no_grad():
                 for name, p in model.named_parameters():
                     p.copy_(swa[name][i])
+        if swa is not None or cfg.bn_refresh:
             fit = job.data.fit_idx
             refresh_batchnorm(
                 model, job.data.pipeline, job.data.Xs[fit], cfg.batch_size, job.data.groups_of(fit)

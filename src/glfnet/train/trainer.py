@@ -331,8 +331,9 @@ def _train_member(
             observer(epoch, lambda Xo, groups=None: predict_proba(model, data.pipeline, Xo, groups=groups))
     if best[1] is not None:
         model.load_state_dict(best[1])
-    if swa is not None:  # the averaged weights, with BatchNorm statistics recomputed for them
+    if swa is not None:  # the averaged weights, which need BatchNorm statistics of their own
         model.load_state_dict(swa.module.state_dict())
+    if swa is not None or cfg.bn_refresh:
         fit = data.fit_idx
         refresh_batchnorm(model, data.pipeline, data.Xs[fit], cfg.batch_size, data.groups_of(fit))
     model.eval()
@@ -409,7 +410,11 @@ def refresh_batchnorm(
     model: torch.nn.Module, pipeline: InputPipeline, Xs: torch.Tensor, batch_size: int, groups=None
 ) -> None:
     """Recompute BatchNorm running statistics with one pass over (training) inputs, without
-    augmentation: averaged weights need statistics of their own."""
+    augmentation and with dropout off, as at test time: averaged weights need statistics of
+    their own (``swa_epochs``), and the final weights get exact ones (``bn_refresh``) instead
+    of the running average over the last augmented training batches, which were computed
+    with earlier weights (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021: precise
+    BatchNorm)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
@@ -417,9 +422,13 @@ def refresh_batchnorm(
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the pass
-    model.train()
+    was_training = model.training
+    model.eval()
+    for m in bns:
+        m.train()  # only the BatchNorm layers collect statistics; dropout stays off
     for i in range(0, len(Xs), batch_size):
         g = None if groups is None else groups[i : i + batch_size]
         model(pipeline(Xs[i : i + batch_size], groups=g))
     for m, mom in zip(bns, moments):
         m.momentum = mom
+    model.train(was_training)
