@@ -196,7 +196,8 @@ def main() -> None:
 
     models = [m for m in args.models.split(",") if m]
     fold_batches = [int(n) for n in args.fold_batch.split(",") if n]
-    names = list(variants(fold_batches, not args.no_bf16))
+    plan = variants(fold_batches, not args.no_bf16)
+    names = list(plan)
     cores = os.cpu_count() or 1
     jobs = args.jobs or cores
     print(
@@ -226,7 +227,7 @@ def main() -> None:
     try:
         for r in range(args.repeats):
             for model in models:
-                for name, (code, changes) in variants(fold_batches, not args.no_bf16).items():
+                for name, (code, changes) in plan.items():
                     src = worktree / "src" if code == "baseline" else REPO / "src"
                     res = run_variant(src, dict(spec, model=model, changes=changes))
                     results[(model, name)].append(res)

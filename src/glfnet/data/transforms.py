@@ -86,8 +86,9 @@ def warp(x: torch.Tensor, A: torch.Tensor, shift: torch.Tensor | None = None) ->
     Outside the image there is no motion (zeros).
 
     The sampling grid is ``F.affine_grid``'s (``align_corners=False``) and the 2x2 algebra
-    is written out elementwise: the same numbers to float rounding, without the batched
-    matrix products that made up a third of the augmentation's time on a CPU."""
+    is written out elementwise: the same numbers to float rounding, without the per-pixel
+    batched matrix products (the grid's and the vectors' mapping) that made up a third of the
+    augmentation's time on a CPU."""
     b, _, h, w = x.shape
     if shift is None:
         shift = x.new_zeros(b, 2)
