@@ -55,6 +55,7 @@ def demo(
     """
     from glfnet.config import build_config
     from glfnet.data.flowsets import load_flowset
+    from glfnet.eval.runner import config_diff
     from glfnet.preprocess.pipeline import PrepParams
     from glfnet.preprocess.prepare import resolve_jobs
 
@@ -69,7 +70,14 @@ def demo(
     console.print(f"[bold]3/3 leak-free LOSO[/bold] with {cfg.model}")
     t = time.perf_counter()
     fs = load_flowset(cache_dir)
-    metrics = common.run_with_progress(fs, cfg, run_dir, overwrite=False, quiet=True)
+    # the run directory is the demo's own: one made with other settings (an earlier release's
+    # defaults, another --epochs) is started again rather than refused
+    stale = config_diff(run_dir, cfg, fs)
+    if stale:
+        console.print(
+            f"the earlier demo run in {run_dir} used other settings ({'; '.join(stale)}): starting it again"
+        )
+    metrics = common.run_with_progress(fs, cfg, run_dir, overwrite=bool(stale), quiet=True)
     times["loso"] = time.perf_counter() - t
     common.print_results(metrics)
     if cfg.report:
