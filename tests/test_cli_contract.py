@@ -16,6 +16,7 @@ import pytest
 from clirun import glfnet
 from glfnet.cli.common import flagify, parse_int_list, plural
 from glfnet.config import Config, build_config
+from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import load_flowset
 from glfnet.errors import ConfigError, DataError
 from glfnet.eval.runner import config_diff
@@ -119,10 +120,10 @@ def test_different_configuration_error_comes_without_a_bar(flat_dir, tmp_path, c
     assert code == 2 and "different configuration" in err and "--overwrite" in err
     assert "folds" not in out
     # the check `glfnet demo` uses to start its own stale run again instead of refusing it
-    fs = load_flowset(flat_dir)
-    assert config_diff(tmp_path / "r", build_config(model="ststnet", epochs=1, report=False), fs) == []
-    assert config_diff(tmp_path / "r", build_config(model="ststnet", epochs=2), fs) == ["epochs: 1 -> 2"]
-    assert config_diff(tmp_path / "nothing-here", build_config(), fs) == []
+    digest = data_digest(load_flowset(flat_dir))
+    assert config_diff(tmp_path / "r", build_config(model="ststnet", epochs=1, report=False), digest) == []
+    assert config_diff(tmp_path / "r", build_config(model="ststnet", epochs=2), digest) == ["epochs: 1 -> 2"]
+    assert config_diff(tmp_path / "nothing-here", build_config(), digest) == []
 
 
 @pytest.mark.slow

@@ -54,6 +54,7 @@ def demo(
     works; it is not a benchmark figure (the data are synthetic).
     """
     from glfnet.config import build_config
+    from glfnet.data.digest import data_digest
     from glfnet.data.flowsets import load_flowset
     from glfnet.eval.runner import config_diff
     from glfnet.preprocess.pipeline import PrepParams
@@ -72,7 +73,7 @@ def demo(
     fs = load_flowset(cache_dir)
     # the run directory is the demo's own: one made with other settings (an earlier release's
     # defaults, another --epochs) is started again rather than refused
-    stale = config_diff(run_dir, cfg, fs)
+    stale = config_diff(run_dir, cfg, data_digest(fs))
     if stale:
         console.print(
             f"the earlier demo run in {run_dir} used other settings ({'; '.join(stale)}): starting it again"

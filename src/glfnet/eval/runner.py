@@ -63,16 +63,17 @@ def machine_info(device: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- run directory
 
 
-def config_diff(out: Path, cfg: Config, fs: FlowSet) -> list[str]:
-    """How the run in ``out`` differs from a run of ``cfg`` on ``fs``, one line per setting
-    (and one if the input data differ); empty when there is no run there or it matches, so
-    its finished folds would be reused."""
+def config_diff(out: Path, cfg: Config, digest: str) -> list[str]:
+    """How the run in ``out`` differs from a run of ``cfg`` on the data whose
+    :func:`~glfnet.data.digest.data_digest` is ``digest``, one line per setting (and one if
+    the input data differ); empty when there is no run there or it matches, so its finished
+    folds would be reused."""
     rd = RunDir(Path(out))
     if not rd.config_path.exists():
         return []
     old = rd.read_config()
     diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in cfg.fingerprint().items() if old.get(k) != v]
-    if old.get("data_digest") not in (None, data_digest(fs)):
+    if old.get("data_digest") not in (None, digest):
         diff.append("the input data differ")
     return diff
 
@@ -82,7 +83,7 @@ def _prepare_out(rd: RunDir, cfg: Config, fs: FlowSet, overwrite: bool) -> None:
     folds); write this run's ``config.yaml``."""
     digest = data_digest(fs)
     if not overwrite:
-        diff = config_diff(rd.path, cfg, fs)
+        diff = config_diff(rd.path, cfg, digest)
         if diff:
             raise ConfigError(
                 f"{rd.path} holds a run with a different configuration "
