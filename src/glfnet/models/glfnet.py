@@ -333,7 +333,9 @@ class GLFNet(nn.Module):
     ``stem_drop`` dropout after it. ``branch_block``: ``"basic"`` (BasicBlocks) or ``"conv"``
     (one conv each); ``branch_stride`` of the global block and the Local Block's merge;
     ``region_halo``: see :class:`LocalBlock`; ``branch_drop``: channel dropout on each branch
-    before the fusion. :meth:`attention_maps` shows what the modules attend to."""
+    before the fusion; ``stem_skip``: the trunk's map, average-pooled to the fused map's size,
+    joins the fused map as extra channels before the head (a skip path from the shallow
+    features to the classifier). :meth:`attention_maps` shows what the modules attend to."""
 
     def __init__(
         self,
@@ -362,6 +364,7 @@ class GLFNet(nn.Module):
         region_halo: int = 0,
         branch_block: BranchBlock = "basic",
         branch_drop: float = 0.0,
+        stem_skip: bool = False,
     ) -> None:
         super().__init__()
         if not (global_branch or local_branch):
@@ -385,10 +388,13 @@ class GLFNet(nn.Module):
         if global_branch and local_branch:
             self.fusion = _make_fusion(fusion, branch_width, aff_reduction)
         self.branch_drop = nn.Dropout2d(branch_drop) if branch_drop else nn.Identity()
+        self.stem_skip = bool(stem_skip)
+        if stem_skip:  # the trunk's map, pooled to the fused map's size, joins it as channels
+            self.num_features = branch_width + prev
         self.head, self.head_grid = head, int(head_grid)
         if head == "flat":  # keep where the motion is: the fused map's grid, flattened
             self.head_grid = min(self.head_grid, self._feature_side(in_chans, img_size))
-            self.num_features = branch_width * self.head_grid**2
+            self.num_features *= self.head_grid**2
         self.drop = Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
@@ -439,6 +445,13 @@ class GLFNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.trunk(self.stem(x))
+        out = self._fused(x)
+        if self.stem_skip:
+            out = torch.cat([out, F.adaptive_avg_pool2d(x, (out.shape[-2], out.shape[-1]))], dim=1)
+        return out
+
+    def _fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The two branches on the trunk's map, fused (the one branch left in an ablation)."""
         g = l = None
         if self.global_block is not None and self.global_attn is not None:
             g = self.global_attn(self.global_block(x))
