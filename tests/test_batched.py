@@ -176,7 +176,9 @@ def test_loso_with_fold_batch_gives_the_results_of_one_fold_at_a_time(tiny_set, 
     give the same predictions (dropout off; with it, the same within seed noise)."""
     import glfnet.train.batched as batched
 
-    cfg = Config(model="ststnet", model_args=NO_DROPOUT["ststnet"], epochs=2, batch_size=16, report=False)
+    cfg = Config(
+        model="ststnet", model_args=NO_DROPOUT["ststnet"], epochs=2, batch_size=16, ensemble=1, report=False
+    )
     one = runner.run_protocol(tiny_set, cfg.replace(fold_batch=1), tmp_path / "one")
     sizes, real = [], batched.train_batched
 

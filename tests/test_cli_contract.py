@@ -126,6 +126,29 @@ def test_different_configuration_error_comes_without_a_bar(flat_dir, tmp_path, c
     assert config_diff(tmp_path / "nothing-here", build_config(), digest) == []
 
 
+def test_a_run_of_an_earlier_preset_revision_is_not_resumed_with_the_revised_network(tmp_path):
+    """The same configuration names another network once its preset is revised (glfnet_t
+    revision 3 added the stem skip): a run directory written before must not be continued
+    with the new network, which would mix two networks' folds in one result."""
+    from glfnet.config import Config, dump_yaml
+    from glfnet.models.registry import preset_revision
+
+    cfg = build_config(report=False)
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_yaml(cfg, {"data_digest": "d"}))  # revision unrecorded
+    assert preset_revision(Config.model) > 2
+    diff = config_diff(run, cfg, "d")
+    assert len(diff) == 1 and diff[0].startswith(f"model revision: {Config.model} not recorded ->")
+    extra = {"data_digest": "d", "model_revision": preset_revision(cfg.model)}
+    (run / "config.yaml").write_text(dump_yaml(cfg, extra))
+    assert config_diff(run, cfg, "d") == []
+    assert build_config(run / "config.yaml") == cfg  # the recorded revision reads back
+    sst = cfg.replace(model="ststnet")  # an unrevised preset: revision 1, recorded or not
+    (run / "config.yaml").write_text(dump_yaml(sst, {"data_digest": "d"}))
+    assert config_diff(run, sst, "d") == []
+
+
 @pytest.mark.slow
 def test_loso_json(flat_dir, tmp_path, capsys):
     code, out, err = glfnet(capsys, *_quick_loso(flat_dir, tmp_path / "r", "--json"))

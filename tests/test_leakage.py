@@ -15,7 +15,7 @@ from glfnet.data.flowsets import FlowSet
 from glfnet.eval import runner
 from glfnet.eval.splits import lodo_folds, loso_folds
 
-CFG = Config(model="glfnet_s", epochs=2, batch_size=16, seeds=[0])
+CFG = Config(model="glfnet_s", epochs=2, batch_size=16, seeds=[0], ensemble=1)
 EARLY_STOPPING = CFG.replace(val_subjects=0.3, epochs=4)
 
 

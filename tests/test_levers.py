@@ -14,7 +14,7 @@ from glfnet.models.ensemble import Ensemble
 from glfnet.models.inference import predict_proba
 from glfnet.train.trainer import train_fold
 
-FAST = Config(epochs=2, batch_size=16)
+FAST = Config(epochs=2, batch_size=16, ensemble=1)
 
 
 @pytest.mark.slow
@@ -24,14 +24,15 @@ def test_default_preset_is_a_glfnet_with_a_position_keeping_head():
     assert m.global_attn is not None and m.local is not None and m.fusion is not None
     with torch.no_grad():
         f = m.forward_features(torch.randn(2, 3, 28, 28))
-    assert f.shape == (2, 48, 5, 5)  # 28 px -> 10x10 after the shallow stem -> 5x5 fused map
-    assert m.forward_head(f, pre_logits=True).shape == (2, 48 * 25)
+    # 28 px -> 10x10 after the shallow stem -> 5x5 fused map (48 channels) + the stem's 16
+    assert m.stem_skip and f.shape == (2, 48 + 16, 5, 5)
+    assert m.forward_head(f, pre_logits=True).shape == (2, 64 * 25)
     # the head reads positions: moving the same features to another place changes the logits
     g = torch.zeros_like(f)
     g[..., 0, 0] = 1.0
     with torch.no_grad():
         assert not torch.allclose(m.forward_head(g), m.forward_head(g.roll(4, dims=-1)))
-    assert 200_000 < sum(p.numel() for p in m.parameters()) < 210_000
+    assert 200_000 < sum(p.numel() for p in m.parameters()) < 210_000 + 16 * 25 * 3
 
 
 def test_unit_range_keeps_zero_motion_at_zero():

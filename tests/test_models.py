@@ -116,15 +116,16 @@ def test_ablation_switches():
 
 def test_stem_skip_hands_the_pooled_stem_map_to_the_head():
     x = torch.randn(2, 3, 28, 28)
-    m = glfnet.create_model("glfnet_t", stem_skip=True).eval()
+    m = glfnet.create_model("glfnet_t").eval()  # on by default since revision 3
     feats = m.forward_features(x)  # the fused 48-channel 5x5 map, then the stem's 16 channels
     assert feats.shape == (2, 48 + 16, 5, 5)
     stem = torch.nn.functional.adaptive_avg_pool2d(m.trunk(m.stem(x)), 5)
     torch.testing.assert_close(feats[:, 48:], stem)
     torch.testing.assert_close(feats[:, :48], m._fused(m.trunk(m.stem(x))))
     assert m.fc.in_features == (48 + 16) * 25 and m(x).shape == (2, 3)
-    pooled = glfnet.create_model("glfnet_t", stem_skip=True, head="pool")
+    pooled = glfnet.create_model("glfnet_t", head="pool")
     assert pooled.fc.in_features == 48 + 16 and pooled(x).shape == (2, 3)
+    assert glfnet.create_model("glfnet_t", stem_skip=False).fc.in_features == 48 * 25
 
 
 def test_global_attention_starts_as_identity_and_keeps_maps():

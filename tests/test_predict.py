@@ -27,9 +27,13 @@ from glfnet.config import Config
 from glfnet.data import cache
 from glfnet.errors import ConfigError, DataError, ModelFileError
 
-# fixed, short schedule that fits 9 samples (no augmentation, higher lr); loso's defaults
-# otherwise
-FAST = "epochs: 15\nlr: 0.01\nwarmup_epochs: 1\nhflip: 0.0\nrotate: 0.0\nscale: 0.0\ntranslate: 0.0\n"
+# fixed, short schedule that fits 9 samples (no augmentation, higher lr) and one network per
+# model directory (the default trains two; these tests read its weights as one); loso's
+# defaults otherwise
+FAST = (
+    "ensemble: 1\nepochs: 15\nlr: 0.01\nwarmup_epochs: 1\n"
+    "hflip: 0.0\nrotate: 0.0\nscale: 0.0\ntranslate: 0.0\n"
+)
 
 
 def _quiet_main(*args) -> None:
@@ -135,7 +139,7 @@ def test_model_directory(model_dir, cache_dir):
         "input_size": 28,
         "num_classes": 3,
         "ensemble": 1,
-        "revision": 2,
+        "revision": 3,
     }
     assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std", "tta"}
     assert cfg["data"]["n_samples"] == 9 and len(cfg["data"]["digest"]) == 16
@@ -550,7 +554,7 @@ def test_train_runs_single_threaded_on_cpu_like_a_loso_fold(tiny_set, tmp_path):
     try:
         train_final(
             tiny_set,
-            Config(epochs=1),
+            Config(epochs=1, ensemble=1),
             tmp_path / "m",
             on_epoch=lambda rec: seen.append(torch.get_num_threads()),
         )
@@ -680,16 +684,20 @@ def test_unreadable_video_gives_only_the_clean_error(tmp_path):
 
 
 def test_a_model_directory_of_an_earlier_preset_revision_still_builds(model_dir):
-    """`glfnet_t` gained wider branches in revision 2; a directory without `revision` (written
-    before) rebuilds revision 1's network, one with it the current one."""
+    """`glfnet_t` gained wider branches in revision 2 and the stem skip in revision 3; a
+    directory without `revision` (written before revisions) rebuilds revision 1's network, one
+    with it that revision's."""
     from glfnet.models.registry import preset_args_at, preset_revision
     from glfnet.train.modeldir import _build
 
-    assert preset_revision("glfnet_t") == 2 and preset_args_at("glfnet_t", 1) == {"branch_width": 32}
-    assert preset_args_at("glfnet_t", 2) == {} and preset_args_at("ststnet", 1) == {}
+    assert preset_revision("glfnet_t") == 3 and preset_args_at("glfnet_t", 3) == {}
+    assert preset_args_at("glfnet_t", 1) == {"branch_width": 32, "stem_skip": False}
+    assert preset_args_at("glfnet_t", 2) == {"stem_skip": False} and preset_args_at("ststnet", 1) == {}
     cfg = json.loads((model_dir / "config.json").read_text())
     cfg["model"].update(name="glfnet_t", args={})
     cfg["model"].pop("revision", None)
     assert _build(cfg, model_dir / "config.json")[0].num_features == 32 * 25
     cfg["model"]["revision"] = 2
     assert _build(cfg, model_dir / "config.json")[0].num_features == 48 * 25
+    cfg["model"]["revision"] = 3
+    assert _build(cfg, model_dir / "config.json")[0].num_features == (48 + 16) * 25

@@ -11,7 +11,7 @@ from glfnet.eval import runner
 from glfnet.eval.rundir import FoldRecord, Metrics, RunDir
 from glfnet.eval.splits import loso_folds
 
-FAST = Config(model="ststnet", epochs=2, batch_size=16, seeds=[0], jobs=1)
+FAST = Config(model="ststnet", epochs=2, batch_size=16, seeds=[0], jobs=1, ensemble=1)
 
 
 @pytest.fixture(scope="module")
@@ -205,11 +205,11 @@ def test_checkpoints_reproduce_fold_predictions(tiny_set, tmp_path):
     from glfnet.models.inference import predict_proba
     from glfnet.train.trainer import build_model
 
-    cfg = FAST.replace(model="glfnet_s", save_checkpoints=True, epochs=1)
+    cfg = FAST.replace(model="glfnet_s", save_checkpoints=True, epochs=1, ensemble=2)  # as the default
     runner.run_protocol(tiny_set, cfg, tmp_path / "ck")
     fold = loso_folds(tiny_set.samples)[0]
     state, meta = checkpoint.load(tmp_path / "ck" / "checkpoints" / "seed0" / f"{fold.name}.safetensors")
-    model = checkpoint.load_into(build_model(cfg, 3), state, "x")
+    model = checkpoint.load_into(build_model(cfg, 3, cfg.ensemble), state, "x")
     probs = predict_proba(model, InputPipeline.from_state(meta["pipeline"]), tiny_set.X[fold.test_idx])
     rec = json.loads((tmp_path / "ck" / "folds" / "seed0" / f"{fold.name}.json").read_text())
     np.testing.assert_allclose(probs, rec["probs"], atol=1e-5)

@@ -46,7 +46,7 @@ class Config:
     protocol: Protocol = "loso"
     seeds: list[int] = field(default_factory=lambda: [0])
     # optimisation
-    epochs: int = 60
+    epochs: int = 35  # per network: two networks per fold (``ensemble``) of 35 epochs each
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.5  # decoupled (AdamW): shrinks weights by lr x 0.5 per step
@@ -65,7 +65,7 @@ class Config:
     translate: float = 0.05  # max shift, fraction of the image size
     mixup: float = 0.0  # Beta(a, a) mixing of training pairs; 0 = off
     # variance reduction (fixed before any test subject is seen)
-    ensemble: int = 1  # networks per fold, probabilities averaged (seed ensemble)
+    ensemble: int = 2  # networks per fold, probabilities averaged (seed ensemble)
     tta: bool = False  # test-time flip: average the prediction of the image and its mirror
     db_norm: bool = False  # per-database input statistics (database = metadata, not a label)
     swa_epochs: int = 0  # >0: the last N epochs at a constant learning rate, weights averaged
@@ -169,6 +169,8 @@ class Config:
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
+# what a run directory's config.yaml records beside the options (read back, not options)
+RUN_FACTS = ("data", "labels", "data_digest", "model_revision", "glfnet_version")
 
 
 @lru_cache(maxsize=1)
@@ -236,7 +238,7 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of option: value")
-    unknown = sorted(set(data) - set(CONFIG_KEYS) - {"data", "labels", "data_digest", "glfnet_version"})
+    unknown = sorted(set(data) - set(CONFIG_KEYS) - set(RUN_FACTS))
     if unknown:
         raise ConfigError(
             f"config file {p}: unknown option(s) {', '.join(unknown)}; "

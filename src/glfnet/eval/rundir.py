@@ -3,7 +3,8 @@
 Every file name is spelled here, once; the runner writes through :class:`RunDir`, reports and
 comparisons (:mod:`glfnet.report`) read through it. Writes are atomic (:mod:`glfnet.io`)::
 
-    config.yaml                 resolved configuration (+ data, labels, data_digest, glfnet_version)
+    config.yaml                 resolved configuration (+ data, labels, data_digest,
+                                model_revision, glfnet_version)
     folds/seed<S>/<fold>.json   one finished fold (FoldRecord); a resumed run skips these
     checkpoints/seed<S>/<fold>.safetensors   with ``save_checkpoints``
     elapsed.json                the run's wall-clock seconds over all its invocations

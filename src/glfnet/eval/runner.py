@@ -32,6 +32,7 @@ from glfnet.eval.backends import Unit, run_units
 from glfnet.eval.rundir import LABELS, FoldRecord, Metrics, RunDir, SeedScores, SubsetScores, Throughput
 from glfnet.eval.splits import Fold, make_folds
 from glfnet.metrics import scores
+from glfnet.models.registry import preset_revision
 from glfnet.train.trainer import (
     FoldInput,
     TrainedFold,
@@ -73,6 +74,14 @@ def config_diff(out: Path, cfg: Config, digest: str) -> list[str]:
         return []
     old = rd.read_config()
     diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in cfg.fingerprint().items() if old.get(k) != v]
+    # a revised preset builds another network under the same name; runs written before
+    # config.yaml recorded the revision were made with revision 1 (or, for glfnet_t, 2)
+    revision = preset_revision(cfg.model)
+    if old.get("model_revision", 1) != revision:
+        diff.append(
+            f"model revision: {cfg.model} {old.get('model_revision', 'not recorded')} -> {revision} "
+            "(the preset's network changed since that run)"
+        )
     if old.get("data_digest") not in (None, digest):
         diff.append("the input data differ")
     return diff
@@ -99,6 +108,7 @@ def _prepare_out(rd: RunDir, cfg: Config, fs: FlowSet, overwrite: bool) -> None:
                 "data": fs.source,
                 "labels": fs.labels_path,
                 "data_digest": digest,
+                "model_revision": preset_revision(cfg.model),
                 "glfnet_version": __version__,
             },
         )

@@ -465,7 +465,9 @@ class GLFNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.head == "flat":
-            x = self.drop(F.adaptive_avg_pool2d(x, self.head_grid).flatten(1))
+            if x.shape[-2:] != (self.head_grid, self.head_grid):  # (on the grid already: no pooling)
+                x = F.adaptive_avg_pool2d(x, self.head_grid)
+            x = self.drop(x.flatten(1))
         else:
             x = self.drop(x.mean(dim=(2, 3)))
         return x if pre_logits else self.fc(x)
@@ -478,8 +480,9 @@ class GLFNet(nn.Module):
 # `glfnet_s`: the same topology for 28-64 px inputs and CPU training; the quadrant split
 # happens on a 14x14 map at 28 px input (widths chosen on the SMIC development set, docs/model.md).
 # `glfnet_t`: the default. GLFNet's three modules on STSTNet's shallow stem (one full-resolution
-# conv, 3x3/3 max-pool: a 10x10 map at 28 px), 48-channel branches and a position-keeping head;
-# chosen on the SMIC + CASME II development set (docs/training.md).
+# conv, 3x3/3 max-pool: a 10x10 map at 28 px), 48-channel branches and a position-keeping head
+# that also reads the stem's map (stem skip); chosen on the SMIC + CASME II development set
+# (docs/training.md).
 
 
 @register_model("glfnet", description="paper scale, 224 px", input_size=224)
@@ -508,8 +511,10 @@ def glfnet_s(**kwargs) -> GLFNet:
     "glfnet_t",
     description="default: GLFNet on STSTNet's shallow stem, 28 px, CPU",
     input_size=28,
-    revision=2,
-    earlier={1: {"branch_width": 32}},  # revision 1 (2026-11-30): 32-channel branches
+    revision=3,
+    # what rebuilds the networks of earlier revisions: revision 1 (2026-11-30) had 32-channel
+    # branches; revisions 1 and 2 (2026-12-01) had no stem skip
+    earlier={1: {"branch_width": 32, "stem_skip": False}, 2: {"stem_skip": False}},
 )
 def glfnet_t(**kwargs) -> GLFNet:
     cfg: dict[str, Any] = dict(
@@ -524,6 +529,7 @@ def glfnet_t(**kwargs) -> GLFNet:
         head="flat",
         head_grid=5,
         drop_rate=0.5,
+        stem_skip=True,
     )
     cfg.update(kwargs)
     return GLFNet(**cfg)
