@@ -46,6 +46,23 @@ def test_ststnet_size():
     assert 1600 < n_params(glfnet.create_model("ststnet")) < 1800  # Liong et al.: ~1.7 k
 
 
+def test_plaincnn_baseline():
+    """The plain CNN of the development study: about 35 k parameters, pools 28 -> 7 px, any
+    width list builds, and its head reads the pooled features."""
+    m = glfnet.create_model("plaincnn").eval()
+    assert 34_000 < n_params(m) < 36_000
+    x = torch.randn(2, 3, 28, 28)
+    with torch.no_grad():
+        f = m.forward_features(x)
+        assert f.shape == (2, 64, 7, 7)
+        assert m.forward_head(f, pre_logits=True).shape == (2, 64)
+        assert m(x).shape == (2, 3) and m.attention_maps(x) == {}
+    small = glfnet.create_model("plaincnn", widths=[8, 8], pool_after=[0], num_classes=5)
+    assert small(torch.randn(2, 3, 28, 28)).shape == (2, 5)
+    with pytest.raises(ConfigError, match="at least one layer"):
+        glfnet.create_model("plaincnn", widths=[])
+
+
 @pytest.mark.parametrize("halo", [0, 2])
 def test_local_block_routes_each_quadrant_through_its_own_block(halo):
     """Output quadrant k (top-left, top-right, bottom-left, bottom-right) is block k applied
@@ -173,3 +190,15 @@ def test_fast_dropout_is_dropout():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = Dropout(0.2).train()(x.bfloat16())
     assert abs((y != 0).float().mean().item() - 0.8) < 0.01
+
+
+@pytest.mark.parametrize("model,epochs", [("plaincnn", 40), ("ststnet", 200)])
+def test_plain_recipe_config_builds(model, epochs):
+    """configs/plain.yaml (the development study's plain recipe) stays a valid configuration."""
+    from pathlib import Path
+
+    from glfnet.config import build_config
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "plain.yaml"
+    cfg = build_config(path, model=model, epochs=epochs)
+    assert (cfg.ensemble, cfg.rotate, cfg.bn_refresh, cfg.input_norm) == (1, 0.0, False, "minmax")
