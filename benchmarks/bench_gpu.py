@@ -1,16 +1,18 @@
 """GPU check and benchmark: ``--device cuda`` and ``--amp`` end to end, and training speed.
 
-Needs a CUDA GPU (the project never does; this script is for the machines that have one).
+Needs a CUDA GPU for its figures (the project never does; this script is for the machines that
+have one); ``--device cpu`` runs it without one, to check the script itself (below).
 On a synthetic flow set with the MEGC2019 composite's structure (glfnet.data.synthflow) it
 
-1. runs the same small LOSO (a third of the composite, glfnet_s defaults, seed 0) on the CPU,
+1. runs the same small LOSO (a third of the composite, the default model, seed 0) on the CPU,
    on CUDA in float32 and on CUDA with bfloat16 autocast (checkpoints, oracle and report on),
    and prints UF1/UAR, wall time and how often CUDA's predictions equal the CPU's (the kernels
    differ, so a few flips are expected; the scores should agree within seed noise);
 2. trains a final model on CUDA, loads it back on CUDA and on the CPU and checks that both
    give the same probabilities;
 3. prints training samples/s (median of epochs 2-6 of a fold-sized run), the fold's set-up
-   time and peak GPU memory for glfnet_s at 28 px and the paper-scale glfnet at 224 px, float32 and bfloat16;
+   time and peak GPU memory for each model of ``--throughput-models`` (glfnet_s at 28 px and
+   the paper-scale glfnet at 224 px), float32 and bfloat16;
 4. times the fold-batched engine: for each model in ``--engine-models``, each ``fold_batch``
    in ``--fold-batch`` and each autocast setting of ``--amp``, the first ``--engine-folds``
    folds of a composite LOSO seed through ``run_protocol`` (the other subjects merged into one
@@ -18,7 +20,10 @@ On a synthetic flow set with the MEGC2019 composite's structure (glfnet.data.syn
    epochs per wall-clock second, set-up and prediction included) and peak GPU memory.
 
 ``--amp`` (both | on | off) also selects the settings of part 3. ``--engine-only`` runs part
-4 alone, e.g. ``--engine-only --fold-batch 1,8,16,32 --amp on``.
+4 alone, e.g. ``--engine-only --fold-batch 1,8,16,32 --amp on``. ``--device cpu`` runs the
+same code on the CPU, with no GPU figures: a check of this script itself, so that the
+day a GPU is lent its one call does not fail (``tests/test_benchmarks.py`` runs parts 2-4 so,
+at a tiny size; part 1 takes about 5 minutes on 2 cores).
 
 Usage: ``PYTHONPATH=src python benchmarks/bench_gpu.py [--skip-loso] [--engine-only] [--fold-batch 1,8]``.
 """
@@ -48,14 +53,29 @@ def make_set(scale: float):
     return load_flowset(d)
 
 
-def loso_runs(fs, root: Path) -> None:
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib(device: str) -> float:
+    """Peak GPU memory since :func:`_reset_peak` (0 on the CPU, where it is not measured)."""
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
+
+
+def loso_runs(fs, root: Path, device: str) -> None:
     from glfnet.config import Config
     from glfnet.eval.runner import run_protocol
 
     runs = {
         "cpu": Config(seeds=[0], report=False),
-        "cuda fp32": Config(seeds=[0], device="cuda", report=False),
-        "cuda bf16": Config(seeds=[0], device="cuda", amp=True, oracle=True, save_checkpoints=True),
+        f"{device} fp32": Config(seeds=[0], device=device, report=False),
+        f"{device} bf16": Config(seeds=[0], device=device, amp=True, oracle=True, save_checkpoints=True),
     }
     preds = {}
     for name, cfg in runs.items():
@@ -82,50 +102,52 @@ def loso_runs(fs, root: Path) -> None:
         )
 
 
-def final_model(fs, root: Path) -> None:
+def final_model(fs, root: Path, device: str) -> None:
     from glfnet.config import Config
     from glfnet.infer import Recognizer
     from glfnet.train.final import train_final
 
     out = root / "model"
-    train_final(fs, Config(device="cuda", amp=True, epochs=5), out)
+    train_final(fs, Config(device=device, amp=True, epochs=5), out)
     x = fs.X[:16]
-    p_gpu = np.stack([Recognizer.load(out, device="cuda").predict_flow(f) for f in x])
+    p_dev = np.stack([Recognizer.load(out, device=device).predict_flow(f) for f in x])
     p_cpu = np.stack([Recognizer.load(out, device="cpu").predict_flow(f) for f in x])
     print(
-        f"final model trained on cuda: reloaded on cuda and cpu, max |p_cuda - p_cpu| = "
-        f"{np.abs(p_gpu - p_cpu).max():.2e} over 16 samples",
+        f"final model trained on {device}: reloaded on {device} and cpu, max |p_{device} - p_cpu| = "
+        f"{np.abs(p_dev - p_cpu).max():.2e} over 16 samples",
         flush=True,
     )
 
 
-def throughput(fs, model: str, amp: bool, batch_size: int) -> tuple[float, float, float]:
+def throughput(fs, model: str, amp: bool, batch_size: int, device: str) -> tuple[float, float, float]:
     """Training samples/s (median over epochs 2-6 of one fold-sized run), the fold's set-up
     time outside the epochs (model build, input preparation, statistics) and peak GPU memory."""
     from glfnet.config import Config
     from glfnet.train.trainer import train_fold
 
-    cfg = Config(model=model, epochs=6, device="cuda", amp=amp, batch_size=batch_size)
+    cfg = Config(model=model, epochs=6, device=device, amp=amp, batch_size=batch_size)
     idx = np.arange(len(fs))[7:]
     subj = fs.samples["subject"].to_numpy()[idx]
-    torch.cuda.reset_peak_memory_stats()
-    torch.cuda.synchronize()
+    _reset_peak(device)
+    _sync(device)
     t = time.perf_counter()
     res = train_fold(fs.X[idx], fs.y[idx], subj, cfg, 3, fs.encoding, 0)
-    torch.cuda.synchronize()
+    _sync(device)
     total = time.perf_counter() - t
     epochs = [r["seconds"] for r in res.history]
     return (
         len(idx) / statistics.median(epochs[1:]),
         total - sum(epochs),
-        torch.cuda.max_memory_allocated() / 2**30,
+        _peak_gib(device),
     )
 
 
-def engine_throughput(fs, model: str, fold_batch: int, amp: bool, epochs: int, folds: int) -> str:
+def engine_throughput(
+    fs, model: str, fold_batch: int, amp: bool, epochs: int, folds: int, device: str
+) -> str:
     """One setting of part 4: training samples/s of the first ``folds`` folds of a LOSO seed
     (fold_batch folds per batched network) and peak GPU memory; "n/a (...)" where the code
-    refuses the setting."""
+    refuses the setting, "FAILED (...)" where it breaks."""
     from bench_engine import keep_folds, training_rows
     from glfnet.config import Config
     from glfnet.errors import ConfigError
@@ -133,20 +155,22 @@ def engine_throughput(fs, model: str, fold_batch: int, amp: bool, epochs: int, f
 
     part = keep_folds(fs, folds)
     cfg = Config(
-        model=model, epochs=epochs, seeds=[0], device="cuda", amp=amp, fold_batch=fold_batch, report=False
+        model=model, epochs=epochs, seeds=[0], device=device, amp=amp, fold_batch=fold_batch, report=False
     )
-    torch.cuda.reset_peak_memory_stats()
+    _reset_peak(device)
     with tempfile.TemporaryDirectory(prefix="glfnet-gpu-engine-") as out:
         t = time.perf_counter()
         try:
             run_protocol(part, cfg, out)
         except (NotImplementedError, ConfigError) as e:
             return f"n/a ({type(e).__name__}: {e})"
-        torch.cuda.synchronize()
+        except RuntimeError as e:  # one failing setting does not cost the others their figures
+            return f"FAILED ({type(e).__name__}: {str(e).splitlines()[0][:300]})"
+        _sync(device)
         wall = time.perf_counter() - t
-    mem = torch.cuda.max_memory_allocated() / 2**30
+    mem = f", peak GPU memory {_peak_gib(device):5.2f} GiB" if device == "cuda" else ""
     rate = training_rows(part) * epochs / wall
-    return f"{rate:8.0f} samples/s ({wall:6.1f} s), peak GPU memory {mem:5.2f} GiB"
+    return f"{rate:8.0f} samples/s ({wall:6.1f} s){mem}"
 
 
 def main():
@@ -158,19 +182,25 @@ def main():
     ap.add_argument(
         "--amp", choices=("both", "on", "off"), default="both", help="bfloat16 autocast settings timed"
     )
+    ap.add_argument("--throughput-models", default="glfnet_s,glfnet", help="part 3: models ('' = none)")
     ap.add_argument("--engine-models", default="glfnet_t,glfnet_s,ststnet", help="part 4: models")
     ap.add_argument("--engine-epochs", type=int, default=10, help="part 4: epochs per fold")
     ap.add_argument("--engine-folds", type=int, default=16, help="part 4: folds timed (0 = all 68)")
+    ap.add_argument(
+        "--device", choices=("cuda", "cpu"), default="cuda", help="cpu: check this script without a GPU"
+    )
     args = ap.parse_args()
+    device = args.device
     amps = {"both": (False, True), "on": (True,), "off": (False,)}[args.amp]
     fold_batches = [int(n) for n in args.fold_batch.split(",") if n]
-    if not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit(
             "bench_gpu.py needs a CUDA GPU; PyTorch sees none here "
             f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})."
         )
+    name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU only ({platform.machine()})"
     print(
-        f"machine: {torch.cuda.get_device_name(0)}, {os.cpu_count()} CPU cores, torch "
+        f"machine: {name}, {os.cpu_count()} CPU cores, torch "
         f"{torch.__version__}, python {platform.python_version()}",
         flush=True,
     )
@@ -179,30 +209,29 @@ def main():
         small = make_set(scale=0.33)
         print(f"small set: {len(small)} samples, {small.samples['subject'].nunique()} subjects", flush=True)
         if not args.skip_loso:
-            loso_runs(small, root)
-        final_model(small, root)
+            loso_runs(small, root, device)
+        final_model(small, root, device)
     fs = make_set(scale=1.0)
-    for model, batches in () if args.engine_only else (("glfnet_s", (64,)), ("glfnet", (64,))):
-        for bs in batches:
-            for amp in amps:
-                rate, setup, mem = throughput(fs, model, amp, bs)
-                print(
-                    f"train {model:8s} batch {bs:3d} {'bf16' if amp else 'fp32'}: "
-                    f"{rate:7.0f} samples/s (epochs 2-6), fold set-up {setup:4.1f} s, "
-                    f"peak GPU memory {mem:5.2f} GiB",
-                    flush=True,
-                )
+    for model in [] if args.engine_only else [m for m in args.throughput_models.split(",") if m]:
+        for amp in amps:
+            rate, setup, mem = throughput(fs, model, amp, 64, device)
+            print(
+                f"train {model:8s} batch  64 {'bf16' if amp else 'fp32'}: "
+                f"{rate:7.0f} samples/s (epochs 2-6), fold set-up {setup:4.1f} s"
+                + (f", peak GPU memory {mem:5.2f} GiB" if device == "cuda" else ""),
+                flush=True,
+            )
     print(
         f"engine: first {args.engine_folds or 'all'} folds of a composite LOSO seed, "
-        f"{args.engine_epochs} epochs, run_protocol on cuda",
+        f"{args.engine_epochs} epochs, run_protocol on {device}",
         flush=True,
     )
     models = [m for m in args.engine_models.split(",") if m]
-    engine_throughput(fs, models[0], 1, amps[-1], 1, 2)  # warm-up (CUDA context, kernels), untimed
+    engine_throughput(fs, models[0], 1, amps[-1], 1, 2, device)  # warm-up (CUDA context, kernels), untimed
     for model in models:
         for fb in fold_batches:
             for amp in amps:
-                took = engine_throughput(fs, model, fb, amp, args.engine_epochs, args.engine_folds)
+                took = engine_throughput(fs, model, fb, amp, args.engine_epochs, args.engine_folds, device)
                 print(f"engine {model:8s} fold_batch {fb:3d} {'bf16' if amp else 'fp32'}: {took}", flush=True)
 
 

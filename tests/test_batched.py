@@ -12,7 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 
+from glfnet import config
 from glfnet.config import Config
+from glfnet.errors import ConfigError
 from glfnet.eval import runner
 from glfnet.eval.splits import loso_folds
 from glfnet.train.batched import MaskedBatchNorm2d, StackedAdamW, _template
@@ -207,3 +209,34 @@ def test_ensemble_members_train_batched_as_in_glfnet_train():
     two = train_fold(f.X, f.y, f.subjects, cfg.replace(fold_batch=2), 3, "minmax", seed=5)
     assert _params_close(one, two, atol=1e-4)
     assert [h["member"] for h in two.history] == [0, 0, 1, 1]
+
+
+@pytest.mark.slow
+def test_amp_with_fold_batch_is_refused_where_autocast_misses_batched_convolutions(tiny_set, tmp_path):
+    """In PyTorch 2.13 on the CPU, bfloat16 autocast does not reach convolutions run under
+    vmap (config.autocast_reaches_batched_convs probes it), and a batched GLFNet failed there
+    on bfloat16 attention output meeting a float32 convolution. So `amp` with `fold_batch` > 1
+    is refused before anything is written, naming both options; where the probe finds
+    autocast working, the same run trains."""
+    cfg = Config(model="glfnet_t", epochs=1, ensemble=1, batch_size=16, amp=True, fold_batch=2, report=False)
+    out = tmp_path / "run"
+    if config.autocast_reaches_batched_convs("cpu"):
+        runner.run_protocol(tiny_set, cfg, out)
+        assert (out / "predictions.csv").exists()
+    else:
+        with pytest.raises(ConfigError, match=r"`amp` cannot be combined with `fold_batch` 2 on cpu"):
+            runner.run_protocol(tiny_set, cfg, out)
+        assert not out.exists()
+    assert runner.run_protocol(tiny_set, cfg.replace(fold_batch=1, jobs=1), tmp_path / "one").n_folds > 0
+
+
+def test_auto_fold_batch_trains_one_network_at_a_time_where_amp_needs_it(monkeypatch):
+    """`fold_batch` 0 (auto) is 8 on CUDA, and 1 with `amp` where autocast misses batched
+    convolutions (so `--amp` alone never meets the refusal above); 1 on the CPU."""
+    monkeypatch.setattr(config, "autocast_reaches_batched_convs", lambda device: False)
+    assert Config(device="cuda").fold_batch_size() == 8
+    assert Config(device="cuda", amp=True).fold_batch_size() == 1
+    assert Config(device="cuda", amp=True, fold_batch=4).fold_batch_size() == 4  # (validate refuses it)
+    monkeypatch.setattr(config, "autocast_reaches_batched_convs", lambda device: True)
+    assert Config(device="cuda", amp=True).fold_batch_size() == 8
+    assert Config(amp=True).fold_batch_size() == 1

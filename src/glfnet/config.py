@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import asdict, dataclass, field, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,6 +100,15 @@ class Config:
         self._check_combinations()
         check_model_args(self.model, self.model_args, self.input_size)
         check_device(self.device)
+        if self.amp and int(self.fold_batch) > 1 and not autocast_reaches_batched_convs(self.device):
+            import torch
+
+            raise ConfigError(
+                f"`amp` cannot be combined with `fold_batch` {self.fold_batch} on {self.device}: the "
+                f"batched engine runs its networks under torch.func.vmap, where PyTorch "
+                f"{torch.__version__} leaves convolutions in float32 while autocast casts the rest "
+                "(GLFNet fails on the mixed types). Use `fold_batch` 1 with `amp`, or leave `amp` off."
+            )
         return self
 
     def _check_ranges(self) -> None:
@@ -145,10 +154,15 @@ class Config:
         """Folds (or ensemble members) per batched model: ``fold_batch``, or for 0 (auto) 1 on
         CPU (measured: batched convolutions become grouped ones, slower there than one model at
         a time; docs/engine.md) and 8 on CUDA (where one small model per step leaves the GPU
-        idle; not yet timed: ``benchmarks/bench_gpu.py`` measures it)."""
+        idle; not yet timed: ``benchmarks/bench_gpu.py`` measures it), or 1 there with ``amp``
+        where autocast does not reach batched convolutions
+        (:func:`autocast_reaches_batched_convs`)."""
         if self.fold_batch:
             return int(self.fold_batch)
-        return 8 if self.device == "cuda" else 1
+        if self.device != "cuda":
+            return 1
+        # bfloat16 autocast needs one network at a time where vmap keeps it from convolutions
+        return 8 if not self.amp or autocast_reaches_batched_convs("cuda") else 1
 
     @staticmethod
     def choices(name: str) -> tuple:
@@ -214,6 +228,23 @@ def check_device(device: str) -> None:
             raise ConfigError(
                 "`device` cuda was asked for but PyTorch sees no CUDA GPU here; use `device` cpu."
             )
+
+
+@cache
+def autocast_reaches_batched_convs(device: str) -> bool:
+    """Whether bfloat16 autocast casts a convolution run inside ``torch.func.vmap`` on
+    ``device``, as the fold-batched engine runs its networks (docs/engine.md). In PyTorch 2.13
+    on the CPU it does not: vmap's batching rule for convolutions runs below autocast, so they
+    stay float32 while matrix products are cast, and GLFNet's attention then hands a bfloat16
+    map to a float32 convolution. Probed with a tiny convolution, not assumed, so a PyTorch or
+    a device where it works is used as it is."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import vmap
+
+    x, w = torch.zeros(2, 1, 1, 2, 2, device=device), torch.zeros(2, 1, 1, 1, 1, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        return bool(vmap(F.conv2d)(x, w).dtype == torch.bfloat16)
 
 
 def cpu_has_bf16() -> bool:
