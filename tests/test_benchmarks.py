@@ -19,7 +19,7 @@ def test_bench_gpu_runs_on_the_cpu():
         sys.executable,
         str(ROOT / "benchmarks" / "bench_gpu.py"),
         "--device", "cpu", "--skip-loso", "--throughput-models", "ststnet",
-        "--engine-models", "ststnet,glfnet_t",
+        "--engine-models", "ststnet,glfnet_t", "--engine-seeds", "2", "--engine-ensemble", "1",
         "--fold-batch", "1,2", "--amp", "both", "--engine-folds", "2", "--engine-epochs", "1",
     ]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
