@@ -2,8 +2,13 @@
 
 On a synthetic 442-sample, 68-subject, 28x28 flow set with the MEGC2019 composite's class and
 subject structure (glfnet.data.synthflow) it times one LOSO seed (``run_protocol``, the
-default configuration but for the model and ``--epochs``, ``--jobs`` single-threaded fold
-workers) for each model in ``--models`` and each variant:
+default configuration but for the model, ``--epochs``, ``--ensemble`` networks per fold and
+``--jobs`` single-threaded fold workers) for each model in ``--models`` and each variant.
+``--ensemble`` (default 1, the issue's composite seed) is pinned in every variant: the
+default changed from 1 to 2 networks per fold after ``a927ab8``, and a variant left to its own
+default would train twice the networks of the other.
+
+Variants:
 
 * ``today``: the code at ``--baseline`` (default a927ab8, the last commit before the engine
   work), checked out with ``git worktree add`` into a temporary folder (removed afterwards);
@@ -16,15 +21,15 @@ workers) for each model in ``--models`` and each variant:
 Every run is a fresh Python process whose ``PYTHONPATH`` points at the variant's ``src`` (so
 "today" really is that commit's code); only ``run_protocol`` is timed. Repeats go round all
 models and variants in turn, so slow drifts of a busy machine spread over all of them. It
-prints the median seconds, training samples/s (training rows x epochs over all folds, per
-wall-clock second) and the speed relative to ``today``.
+prints the median seconds, training samples/s (training rows x epochs x networks over all
+folds, per wall-clock second) and the speed relative to ``today``.
 
 ``--folds K`` keeps a smoke run short: the first K subjects stay, every other sample becomes
 one pseudo-subject, so the run trains the first K folds (full-size training sets) plus one
 small fold (training on those K subjects' samples); the output says so.
 
 Usage: ``python benchmarks/bench_engine.py [--models ststnet,glfnet_s,glfnet_t] [--epochs 30]
-[--repeats 3] [--fold-batch 8] [--folds K] [--jobs N] [--baseline REV] [--json OUT]``.
+[--ensemble 1] [--repeats 3] [--fold-batch 8] [--folds K] [--jobs N] [--baseline REV] [--json OUT]``.
 """
 
 from __future__ import annotations
@@ -95,12 +100,13 @@ def child(spec: dict) -> None:
     cfg = Config(
         model=spec["model"],
         epochs=spec["epochs"],
+        ensemble=spec["ensemble"],  # pinned: the default changed from 1 to 2 since a927ab8
         seeds=[0],
         jobs=spec["jobs"],
         report=False,
         **spec["changes"],
     )
-    result: dict = {"rows": training_rows(fs) * spec["epochs"]}
+    result: dict = {"rows": training_rows(fs) * spec["epochs"] * spec["ensemble"]}
     with tempfile.TemporaryDirectory(prefix="glfnet-bench-run-") as out:
         t = time.perf_counter()
         try:
@@ -173,6 +179,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="ststnet,glfnet_s,glfnet_t", help="comma-separated models")
     ap.add_argument("--epochs", type=int, default=30, help="epochs per fold (default 30)")
+    ap.add_argument(
+        "--ensemble", type=int, default=1, help="networks per fold, the same in every variant (default 1)"
+    )
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per model and variant (median)")
     ap.add_argument(
         "--fold-batch", default="8", help="comma-separated fold_batch values, one variant each ('' = none)"
@@ -213,7 +222,8 @@ def main() -> None:
     folds = (fs.samples["database"] + "/" + fs.samples["subject"]).nunique()
     print(
         f"data: synthetic composite, {len(fs)} samples, {n_subjects} subjects, 28x28; one LOSO seed, "
-        f"{args.epochs} epoch(s), {jobs} single-threaded fold workers, median of {args.repeats}"
+        f"{args.ensemble} network(s) per fold, {args.epochs} epoch(s), {jobs} single-threaded fold "
+        f"workers, median of {args.repeats}"
     )
     if folds < n_subjects:
         print(
@@ -221,7 +231,13 @@ def main() -> None:
             f"pseudo-subject, so {folds} folds ({args.folds} full-size, 1 training on "
             f"{(fs.samples['subject'] != 'bench-rest').sum()} samples); not a full LOSO's time"
         )
-    spec = {"data": str(root / "data"), "folds": args.folds, "epochs": args.epochs, "jobs": args.jobs}
+    spec = {
+        "data": str(root / "data"),
+        "folds": args.folds,
+        "epochs": args.epochs,
+        "ensemble": args.ensemble,
+        "jobs": args.jobs,
+    }
     results: dict = {(m, n): [] for m in models for n in names}
     worktree = baseline_worktree(args.baseline, root)
     try:
@@ -256,7 +272,8 @@ def main() -> None:
             "torch": torch.__version__,
             "baseline": args.baseline,
         }
-        settings = {k: getattr(args, k) for k in ("models", "epochs", "repeats", "fold_batch", "folds")}
+        keys = ("models", "epochs", "ensemble", "repeats", "fold_batch", "folds")
+        settings = {k: getattr(args, k) for k in keys}
         Path(args.json).write_text(json.dumps({**info, **settings, "jobs": jobs, "rows": rows}, indent=1))
 
 
