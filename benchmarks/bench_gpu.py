@@ -68,9 +68,12 @@ def _reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _peak_gib(device: str) -> float:
-    """Peak GPU memory since :func:`_reset_peak` (0 on the CPU, where it is not measured)."""
-    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
+def _peak_note(device: str) -> str:
+    """The peak GPU memory since :func:`_reset_peak`, as an output suffix (", peak GPU memory
+    X GiB"); empty on the CPU, where it is not measured."""
+    return (
+        f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:5.2f} GiB" if device == "cuda" else ""
+    )
 
 
 def loso_runs(fs, root: Path, device: str) -> None:
@@ -124,9 +127,10 @@ def final_model(fs, root: Path, device: str) -> None:
     )
 
 
-def throughput(fs, model: str, amp: bool, batch_size: int, device: str) -> tuple[float, float, float]:
+def throughput(fs, model: str, amp: bool, batch_size: int, device: str) -> tuple[float, float, str]:
     """Training samples/s (median over epochs 2-6 of one fold-sized run), the fold's set-up
-    time outside the epochs (model build, input preparation, statistics) and peak GPU memory."""
+    time outside the epochs (model build, input preparation, statistics) and the peak GPU
+    memory note (:func:`_peak_note`)."""
     from glfnet.config import Config
     from glfnet.train.trainer import train_fold
 
@@ -143,7 +147,7 @@ def throughput(fs, model: str, amp: bool, batch_size: int, device: str) -> tuple
     return (
         len(idx) / statistics.median(epochs[1:]),
         total - sum(epochs),
-        _peak_gib(device),
+        _peak_note(device),
     )
 
 
@@ -181,7 +185,7 @@ def engine_throughput(
             return f"FAILED ({type(e).__name__}: {str(e).splitlines()[0][:300]})"
         _sync(device)
         wall = time.perf_counter() - t
-    mem = f", peak GPU memory {_peak_gib(device):5.2f} GiB" if device == "cuda" else ""
+    mem = _peak_note(device)
     rate = training_rows(part) * epochs * seeds * ensemble / wall
     return f"{rate:8.0f} samples/s ({wall:6.1f} s){mem}"
 
@@ -232,8 +236,7 @@ def main():
             rate, setup, mem = throughput(fs, model, amp, 64, device)
             print(
                 f"train {model:8s} batch  64 {'bf16' if amp else 'fp32'}: "
-                f"{rate:7.0f} samples/s (epochs 2-6), fold set-up {setup:4.1f} s"
-                + (f", peak GPU memory {mem:5.2f} GiB" if device == "cuda" else ""),
+                f"{rate:7.0f} samples/s (epochs 2-6), fold set-up {setup:4.1f} s{mem}",
                 flush=True,
             )
     print(
