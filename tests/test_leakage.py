@@ -306,3 +306,136 @@ def test_headline_check_catches_oracle_predictions_in_the_headline(tiny_set, tmp
     monkeypatch.setattr(runner, "_prediction_frame", leaky)
     with pytest.raises(AssertionError):
         _check_headline_is_final_model(tiny_set, tmp_path)
+
+
+# --------------------------------------------------------------------------- nested selection
+
+TUNE_BASE = CFG.replace(epochs=2, batch_size=16)
+
+
+def _tune_menu():
+    from glfnet.eval.menu import parse_menu
+
+    recipes = [
+        {"name": "glfnet", "model": "glfnet_s"},
+        {"name": "ststnet", "model": "ststnet", "epochs": 3},
+        {"name": "both", "average": ["glfnet", "ststnet"]},
+    ]
+    return parse_menu({"recipes": recipes}, TUNE_BASE)
+
+
+def _tune_fold(fs, fold, spy=None):
+    from glfnet.eval import tune
+
+    return tune.tune_fold(fs, fold, _tune_menu(), tune.TuneSettings(inner_folds=2), seed=0)
+
+
+def _check_tune_tamper(tiny_set, fold_index=1):
+    """Tune one outer fold on the set and on the set with its held-out subject's inputs and
+    labels changed: every inner score, the choice and the final model's weights must be the
+    same; only the held-out subject's own predictions may move."""
+    fold = loso_folds(tiny_set.samples)[fold_index]
+    a = _tune_fold(tiny_set, fold)
+    b = _tune_fold(_tamper(tiny_set, fold.test_idx), fold)
+    assert a.table == b.table  # inner UF1/UAR, gaps, standard errors, costs, the choice
+    held = set(tiny_set.samples["sample_id"].iloc[fold.test_idx])
+    for key, res in a.inner.items():  # every inner prediction of a training subject
+        other = b.inner[key]
+        assert res.train_subjects == other.train_subjects
+        keep = [i for i, sid in enumerate(res.test_ids) if sid not in held]
+        assert [res.probs[i] for i in keep] == [other.probs[i] for i in keep]
+    for ma, mb in zip(a.models, b.models):  # the final model(s)
+        sa, sb = _state(ma), _state(mb)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert a.record.probs != b.record.probs  # the held-out predictions do see the tampering
+    return a
+
+
+@pytest.mark.slow
+def test_tune_held_out_subject_changes_no_inner_score_choice_or_weight(tiny_set):
+    a = _check_tune_tamper(tiny_set)
+    assert {row["recipe"] for row in a.table} == {"glfnet", "ststnet", "both"}
+    assert sum(row["chosen"] for row in a.table) == 1
+
+
+def test_tune_no_inner_training_holds_the_held_out_subject(tiny_set, monkeypatch):
+    """A spy on every inner training of a whole tune run (all folds, shared and own inner
+    folds): the outer held-out subject is never among its training subjects."""
+    from glfnet.eval import tune
+
+    seen = []
+    real = tune.train_inner
+
+    def spy(fs, job):
+        seen.append((job.split.name, set(tiny_set.samples["subject"].iloc[job.split.train_idx])))
+        return real(fs, job)
+
+    monkeypatch.setattr(tune, "train_inner", spy)
+    for fold in loso_folds(tiny_set.samples)[:3]:
+        seen.clear()
+        _check_no_held_out_in_inner(tiny_set, fold, seen)
+
+
+def _check_no_held_out_in_inner(fs, fold, seen):
+    from glfnet.eval import tune
+
+    t = _tune_fold(fs, fold)
+    assert seen and len(seen) == len(t.inner)
+    for name, subjects in seen:
+        assert fold.subject not in subjects, f"inner training {name} holds {fold.subject}"
+    inner_rows = {sid for row in t.inner.values() for sid in row.test_ids}
+    held = set(fs.samples["sample_id"].iloc[fold.test_idx])
+    scored = inner_rows - held
+    assert scored  # the inner scores stand on training subjects' samples
+    assert tune.inner_groups(fs.samples, 2, 0)  # the groups come from subject names alone
+
+
+@pytest.mark.slow
+def test_tune_checks_catch_the_held_out_subject_in_an_inner_training_set(tiny_set, monkeypatch):
+    """Put the leak in (the held-out subject's rows added to every inner training set): the
+    spy and the tamper check both fail."""
+    from glfnet.eval import tune
+
+    real = tune.inner_splits
+
+    def leaky(samples, fold, groups, k):
+        return [
+            dataclasses.replace(s, train_idx=np.union1d(s.train_idx, fold.test_idx))
+            for s in real(samples, fold, groups, k)
+        ]
+
+    monkeypatch.setattr(tune, "inner_splits", leaky)
+    seen = []
+    real_inner = tune.train_inner
+
+    def spy(fs, job):
+        seen.append((job.split.name, set(tiny_set.samples["subject"].iloc[job.split.train_idx])))
+        return real_inner(fs, job)
+
+    monkeypatch.setattr(tune, "train_inner", spy)
+    with pytest.raises(AssertionError):
+        _check_no_held_out_in_inner(tiny_set, loso_folds(tiny_set.samples)[1], seen)
+    with pytest.raises(AssertionError):
+        _check_tune_tamper(tiny_set)
+
+
+@pytest.mark.slow
+def test_tune_tamper_check_catches_choices_scored_on_the_held_out_subject(tiny_set, monkeypatch):
+    """Put the leak in (the inner scores pool the held-out subject's own predictions, which
+    the shared inner training makes, with the training subjects'): the tamper check fails."""
+    from glfnet.eval import tune
+
+    real = tune.inner_table
+
+    def leaky(fs, fold, splits, results, menu, settings, seed):
+        widened = [
+            dataclasses.replace(s, use_idx=np.union1d(s.use_idx, fold.test_idx))
+            if s.name.startswith("g")
+            else s
+            for s in splits
+        ]
+        return real(fs, fold, widened, results, menu, settings, seed)
+
+    monkeypatch.setattr(tune, "inner_table", leaky)
+    with pytest.raises(AssertionError):
+        _check_tune_tamper(tiny_set)

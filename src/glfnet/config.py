@@ -32,6 +32,9 @@ BaseLoss = Literal["ce", "focal"]
 InputNorm = Literal["signed", "minmax", "global"]
 Device = Literal["cpu", "cuda"]
 Backend = Literal["local", "ray"]  # where units of work run: this machine | a Ray runtime or cluster
+# how `glfnet tune` picks a recipe from inner scores: the cheapest within one standard error
+# of the best | the best
+Rule = Literal["one-se", "best"]
 
 
 @dataclass
@@ -68,6 +71,8 @@ class Config:
     ensemble: int = 2  # networks per fold, probabilities averaged (seed ensemble)
     tta: bool = False  # test-time flip: average the prediction of the image and its mirror
     db_norm: bool = False  # per-database input statistics (database = metadata, not a label)
+    cb_per_database: bool = False  # class-balanced weights counted within each database
+    bn_per_database: bool = False  # BatchNorm statistics per database after training (AdaBN)
     swa_epochs: int = 0  # >0: the last N epochs at a constant learning rate, weights averaged
     swa_lr: float = 0.25  # that constant rate, as a fraction of lr
     bn_refresh: bool = True  # recompute BatchNorm statistics after training (training rows, no augmentation)
@@ -184,7 +189,8 @@ class Config:
 
 CONFIG_KEYS = tuple(f.name for f in fields(Config))
 # what a run directory's config.yaml records beside the options (read back, not options)
-RUN_FACTS = ("data", "labels", "data_digest", "model_revision", "glfnet_version")
+# (``tune``: a ``glfnet tune`` run's menu and settings)
+RUN_FACTS = ("data", "labels", "data_digest", "model_revision", "glfnet_version", "tune")
 
 
 @lru_cache(maxsize=1)

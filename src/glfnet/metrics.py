@@ -43,3 +43,17 @@ def scores(y_true: npt.ArrayLike, y_pred: npt.ArrayLike, num_classes: int) -> di
         "confusion": cm.tolist(),
         "n": n,
     }
+
+
+def uf1_uar(cm: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """UF1 and UAR of confusion matrices ``cm`` (..., K, K), vectorised over the leading
+    dimensions (bootstrap draws): the definitions of :func:`scores`, classes without a true
+    sample left out of both means."""
+    cm = np.asarray(cm, dtype=float)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    n_true, n_pred = cm.sum(-1), cm.sum(-2)
+    present = n_true > 0
+    f1 = np.where(present, 2 * tp / np.maximum(n_true + n_pred, 1e-12), 0.0)
+    rec = np.where(present, tp / np.maximum(n_true, 1e-12), 0.0)
+    k = np.maximum(present.sum(-1), 1)
+    return f1.sum(-1) / k, rec.sum(-1) / k

@@ -100,6 +100,10 @@ FLAGS = {
     "video": "--video",
     "save_checkpoints": "--save-checkpoints",
     "cache_dir": "--out",
+    "menu": "--menu",
+    "inner_folds": "--inner-folds",
+    "inner_ensemble": "--inner-ensemble",
+    "rule": "--rule",
 }
 
 

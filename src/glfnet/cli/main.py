@@ -16,7 +16,7 @@ from glfnet._version import __version__
 from glfnet.cli import common
 
 # `glfnet --help` lists the commands in the order a user runs them
-WORKFLOW = ("prepare", "inspect", "loso", "ablate", "report", "compare", "train", "predict", "demo")
+WORKFLOW = ("prepare", "inspect", "loso", "tune", "ablate", "report", "compare", "train", "predict", "demo")
 
 
 class _Workflow(common.Group):
@@ -32,7 +32,8 @@ app = typer.Typer(
         "GLFNet micro-expression recognition with leak-free evaluation.\n\n"
         "Typical flow: `glfnet prepare` (raw dataset folders -> flow cache), "
         "`glfnet inspect` (check a flow set), `glfnet loso` (leak-free leave-one-subject-out "
-        "results), `glfnet report` / `compare` (tables and figures), `glfnet train` + "
+        "results), `glfnet tune` (a recipe chosen per fold from its training subjects only), "
+        "`glfnet report` / `compare` (tables and figures), `glfnet train` + "
         "`glfnet predict` (use a model on your own clips). `glfnet demo` runs it all on "
         "built-in synthetic data."
     ),
@@ -68,12 +69,14 @@ def _register_commands() -> None:
         prepare_cmd,
         report_cmd,
         train_cmd,
+        tune_cmd,
     )
 
     for module in (
         prepare_cmd,
         inspect_cmd,
         loso_cmd,
+        tune_cmd,
         report_cmd,
         ablate_cmd,
         train_cmd,

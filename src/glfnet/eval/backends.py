@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from glfnet.config import Config
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from glfnet.eval.splits import Fold
 
 Unit = list[tuple[int, "Fold"]]
-Work = Callable[["FlowSet", Config, Unit], list[Any]]
+# a unit of work: (seed, fold) pairs for a protocol run, or ``glfnet tune``'s trainings
+Work = Callable[["FlowSet", Config, Any], list[Any]]
 
 
 def n_workers(cfg: Config, n_units: int) -> int:
@@ -36,13 +37,21 @@ def n_workers(cfg: Config, n_units: int) -> int:
     return max(1, min(cfg.jobs or os.cpu_count() or 1, n_units))
 
 
+def describe(unit: Sequence[Any]) -> str:
+    """What a unit trains, in words: ``seed 0 fold casme2-sub01`` for (seed, fold) pairs, an
+    item's own ``label`` otherwise (the trainings of ``glfnet tune``)."""
+    return ", ".join(
+        item.label if hasattr(item, "label") else f"seed {item[0]} fold {item[1].name}" for item in unit
+    )
+
+
 # A unit whose Ray worker process dies (killed, out of memory, a lost node) runs again this
 # many times: a unit reads only its arguments and writes nothing, so a rerun is safe.
 RAY_RETRIES = 3
 
 
 def run_units(
-    fs: FlowSet, cfg: Config, units: list[Unit], work: Work, finished: Callable[[Any], None]
+    fs: FlowSet, cfg: Config, units: Sequence[Sequence[Any]], work: Work, finished: Callable[[Any], None]
 ) -> int:
     """Run ``work(fs, cfg, unit)`` for every unit on ``cfg``'s backend; ``finished(result)``
     for each result, in this process, as units complete (in any order). Returns the number of
@@ -66,7 +75,9 @@ def run_units(
     return workers
 
 
-def _run_ray(fs: FlowSet, cfg: Config, units: list[Unit], work: Work, finished: Callable[[Any], None]) -> int:
+def _run_ray(
+    fs: FlowSet, cfg: Config, units: Sequence[Sequence[Any]], work: Work, finished: Callable[[Any], None]
+) -> int:
     """One Ray task per unit (one CPU, or one GPU with ``device`` cuda), results handed to
     ``finished`` in completion order. Uses the Ray runtime this process is connected to, or
     connects to ``cfg.ray_address``, or starts a local runtime (shut down at the end)."""
@@ -158,7 +169,7 @@ def _unreachable(address: str) -> str | None:
     return None
 
 
-def _ray_result(ray: Any, ref: Any, unit: Unit) -> list[Any]:
+def _ray_result(ray: Any, ref: Any, unit: Sequence[Any]) -> list[Any]:
     """The unit's results; a glfnet error raised in the task as itself, a unit whose worker
     died more often than it was retried as a GlfnetError."""
     try:
@@ -168,9 +179,8 @@ def _ray_result(ray: Any, ref: Any, unit: Unit) -> list[Any]:
             raise e.cause from None
         raise
     except ray.exceptions.RayError as e:
-        folds = ", ".join(f"seed {seed} fold {fold.name}" for seed, fold in unit)
         raise GlfnetError(
-            f"Ray could not train {folds}: {type(e).__name__} after {RAY_RETRIES} retries "
+            f"Ray could not train {describe(unit)}: {type(e).__name__} after {RAY_RETRIES} retries "
             f"({str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}). The folds "
             "finished so far are saved: run the same command again to resume."
         ) from None

@@ -13,6 +13,10 @@ comparisons (:mod:`glfnet.report`) read through it. Writes are atomic (:mod:`glf
     metrics.json                headline ("honest") and oracle scores, training throughput (Metrics)
     megc_log.txt                challenge format, first seed (megc_log_seed<S>.txt for the others)
     train_log.csv               seed, fold, epoch, loss, lr, seconds[, val_uf1][, member]
+    selection.csv               ``glfnet tune``: seed, fold, recipe, inner scores, chosen
+    inner/seed<S>/<recipe>/<training>.json   ``glfnet tune``: one finished inner training's
+                                predictions; inner/seed<S>/parts/ the parts of an averaged
+                                recipe's final model
     report.md, report.html, figures/   written by ``glfnet report``
 
 :class:`FoldRecord` and :class:`Metrics` read the JSON of earlier versions unchanged
@@ -45,11 +49,17 @@ PREDICTIONS = "predictions.csv"
 ORACLE_PREDICTIONS = "oracle_predictions.csv"
 METRICS = "metrics.json"
 TRAIN_LOG = "train_log.csv"
+SELECTION = "selection.csv"
+INNER = "inner"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FIGURES = "figures"
 
 HONEST_LABEL = "leak-free: fixed schedule from the configuration; held-out data unseen until training ends"
+NESTED_LABEL = (
+    "leak-free: each fold's recipe chosen on its training subjects only (nested); held-out data "
+    "unseen until training ends"
+)
 ORACLE_LABEL = "oracle (test-selected, optimistic)"
 LABELS = {"honest": HONEST_LABEL, "oracle": ORACLE_LABEL}
 
@@ -88,6 +98,8 @@ class FoldRecord:
     oracle_epoch_preds: list[list[int]] | None = None
     maps: dict[str, list] | None = None
     seconds: float = 0.0
+    # ``glfnet tune``: the recipe chosen for this fold and the inner scores it was chosen on
+    selection: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FoldRecord:
@@ -110,6 +122,7 @@ class FoldRecord:
             oracle_epoch_preds=None if oracle is None else list(oracle["epoch_preds"]),
             maps=d.get("maps"),
             seconds=float(d.get("seconds", 0.0)),
+            selection=d.get("selection"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -272,6 +285,8 @@ class Metrics:
     config: dict[str, Any] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     glfnet_version: str | None = None
+    # ``glfnet tune``: the rule, the menu and how often each recipe was chosen (None otherwise)
+    selection: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     _KEYS = (
@@ -292,6 +307,7 @@ class Metrics:
         "config",
         "machine",
         "glfnet_version",
+        "selection",
     )
 
     @classmethod
@@ -369,6 +385,8 @@ class RunDir:
     elapsed_path = _Entry(ELAPSED)
     figures_dir = _Entry(FIGURES)
     checkpoints_dir = _Entry(CHECKPOINTS)  # where ``save_checkpoints`` keeps each fold's network
+    selection_path = _Entry(SELECTION)
+    inner_dir = _Entry(INNER)
 
     @property
     def report_paths(self) -> tuple[Path, Path]:
@@ -416,7 +434,7 @@ class RunDir:
         """Forget finished folds, checkpoints and elapsed time (to start the run afresh)."""
         import shutil
 
-        for name in (FOLDS, CHECKPOINTS):
+        for name in (FOLDS, CHECKPOINTS, INNER):
             shutil.rmtree(self.path / name, ignore_errors=True)
         self.elapsed_path.unlink(missing_ok=True)
 

@@ -29,7 +29,16 @@ from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError
 from glfnet.eval.backends import Unit, run_units
-from glfnet.eval.rundir import LABELS, FoldRecord, Metrics, RunDir, SeedScores, SubsetScores, Throughput
+from glfnet.eval.rundir import (
+    LABELS,
+    NESTED_LABEL,
+    FoldRecord,
+    Metrics,
+    RunDir,
+    SeedScores,
+    SubsetScores,
+    Throughput,
+)
 from glfnet.eval.splits import Fold, make_folds
 from glfnet.metrics import scores
 from glfnet.models.registry import preset_revision
@@ -295,6 +304,8 @@ def _prediction_frame(fs: FlowSet, records: list[FoldRecord], oracle: bool) -> p
             if not oracle:
                 row.update({f"prob_{c}": rec.probs[i][k] for k, c in enumerate(fs.classes)})
             row.update({"seed": rec.seed, "fold": rec.fold})
+            if rec.selection:  # glfnet tune: the recipe chosen for the fold
+                row["recipe"] = rec.selection["chosen"]
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -503,8 +514,12 @@ def write_results(
     folds: list[Fold],
     clock: _Clock,
     throughput: Throughput | None = None,
+    model: str | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> Metrics:
-    """Predictions, MEGC logs, training log and metrics of the finished folds."""
+    """Predictions, MEGC logs, training log and metrics of the finished folds (``model`` names
+    what was evaluated when it is not ``cfg.model``; ``selection``: what ``glfnet tune``
+    chose)."""
     pred = _prediction_frame(fs, records, oracle=False)
     rd.write_predictions(pred)
     oracle = None
@@ -519,7 +534,7 @@ def write_results(
     rd.write_train_log(_train_log(records))
     metrics = Metrics(
         protocol=cfg.protocol,
-        model=cfg.model,
+        model=model or cfg.model,
         seeds=list(cfg.seeds),
         classes=list(fs.classes),
         honest=summarise(pred, fs.classes, cfg.seeds),
@@ -529,12 +544,13 @@ def write_results(
         wall_seconds=clock.seconds(),
         fold_seconds=float(sum(r.seconds for r in records)),
         throughput=throughput,
-        labels=dict(LABELS),
+        labels={**LABELS, "honest": NESTED_LABEL} if selection else dict(LABELS),
         databases=sorted(fs.samples["database"].unique().tolist()),
         data=fs.source,
         config=cfg.to_dict(),
         machine=machine_info(cfg.device),
         glfnet_version=__version__,
+        selection=selection,
     )
     rd.write_metrics(metrics)
     return metrics

@@ -25,13 +25,14 @@ class Fold:
     test_idx: np.ndarray
 
 
-def _keys(samples: pd.DataFrame) -> np.ndarray:
+def subject_keys(samples: pd.DataFrame) -> np.ndarray:
+    """Each sample's subject as ``database/subject`` (equal names in two databases differ)."""
     return (samples["database"].astype(str) + "/" + samples["subject"].astype(str)).to_numpy()
 
 
 def loso_folds(samples: pd.DataFrame) -> list[Fold]:
     """One fold per (database, subject): that subject's samples are the test set."""
-    keys = _keys(samples)
+    keys = subject_keys(samples)
     folds = []
     for key in sorted(set(keys)):
         db, subject = key.split("/", 1)
@@ -62,7 +63,7 @@ def make_folds(samples: pd.DataFrame, protocol: str) -> list[Fold]:
 
 
 def _checked(samples: pd.DataFrame, folds: list[Fold]) -> list[Fold]:
-    keys = _keys(samples)
+    keys = subject_keys(samples)
     for f in folds:
         overlap = set(keys[f.train_idx]) & set(keys[f.test_idx])
         if overlap or len(np.intersect1d(f.train_idx, f.test_idx)):

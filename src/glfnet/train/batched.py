@@ -233,7 +233,6 @@ class _Lockstep:
         self.factors = [lr_schedule(cfg, n) for n in self.n_batches]
         self.steps = [0] * len(jobs)
         loss = jobs[0].data.loss_fn
-        self.weights = torch.stack([j.data.loss_fn.weight for j in jobs])
         self.loss_args = (loss.base, loss.gamma, loss.label_smoothing)
         self.augment = augment_args(cfg)
         self.forward: Callable[..., torch.Tensor] = vmap(self._one, randomness="different")
@@ -242,12 +241,12 @@ class _Lockstep:
         """Network ``i``'s learning rate for its next step (what LambdaLR would report)."""
         return self.cfg.lr * self.factors[i](self.steps[i])
 
-    def _one(self, params, buffers, x, y, y2, lam, mask, active, weight):
+    def _one(self, params, buffers, x, y, y2, w, w2, lam, mask, active):
         for bn in self.bns:
             bn.mask, bn.active = mask, active
         logits = functional_call(self.template, (params, buffers), (x,))
-        loss = class_balanced_loss(logits, y, weight, *self.loss_args, mask=mask)
-        loss2 = class_balanced_loss(logits, y2, weight, *self.loss_args, mask=mask)
+        loss = class_balanced_loss(logits, y, w, *self.loss_args, mask=mask, row_weight=w)
+        loss2 = class_balanced_loss(logits, y2, w2, *self.loss_args, mask=mask, row_weight=w2)
         return lam * loss + (1 - lam) * loss2
 
     def epoch(self, opt: StackedAdamW) -> list[float]:
@@ -263,7 +262,7 @@ class _Lockstep:
             sizes = np.array([0 if r is None else len(r) for r in rows])
             lr = [self.lr(i) if sizes[i] else 0.0 for i in range(len(jobs))]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                losses = self.forward(self.params, self.buffers, *inputs, self.weights)
+                losses = self.forward(self.params, self.buffers, *inputs)
             losses.sum().backward()
             opt.step(inputs[-1], torch.tensor(lr, dtype=torch.float64, device=self.device))
             totals += losses.detach().double() * torch.from_numpy(sizes).to(self.device)  # no sync per step
@@ -274,31 +273,38 @@ class _Lockstep:
 
     def _step_inputs(self, rows: list[np.ndarray | None]) -> tuple[torch.Tensor, ...]:
         """Each network's batch (augmented, mixed, standardised by its own pipeline) padded to
-        the step's largest: x, y, mixup partner labels, mixup weight, row mask, active."""
+        the step's largest: x, y, mixup partner labels, the two label sets' row weights, mixup
+        weight, row mask, active."""
         size = max(len(r) for r in rows if r is not None)
-        xs, ys, y2s, lams, masks = [], [], [], [], []
+        xs, ys, y2s, ws, w2s, lams, masks = [], [], [], [], [], [], []
         for job, gen, b in zip(self.jobs, self.gens, rows):
             data = job.data
             x = torch.zeros((size, *data.Xs.shape[1:]), device=self.device)
             y = torch.zeros(size, dtype=torch.long, device=self.device)
             y2, lam, mask = y.clone(), 1.0, torch.zeros(size, device=self.device)
+            w, w2 = torch.zeros(size, device=self.device), torch.zeros(size, device=self.device)
             if b is not None:
                 n = len(b)
                 xb, yb = data.pipeline(data.Xs[b], self.augment, gen, data.groups_of(b)), data.y_t[b]
-                y2[:n] = yb
+                wb = data.row_weight_of(b)
+                wb = data.loss_fn.weight[yb] if wb is None else wb
+                y2[:n], w2[:n] = yb, wb
                 if self.cfg.mixup > 0:  # same draws, same order as one network trained alone
                     lam = float(job.rng.beta(self.cfg.mixup, self.cfg.mixup))
                     perm = torch.from_numpy(job.rng.permutation(n)).to(self.device)
-                    xb, y2[:n] = lam * xb + (1 - lam) * xb[perm], yb[perm]
-                x[:n], y[:n], mask[:n] = xb, yb, 1.0
+                    xb, y2[:n], w2[:n] = lam * xb + (1 - lam) * xb[perm], yb[perm], wb[perm]
+                x[:n], y[:n], w[:n], mask[:n] = xb, yb, wb, 1.0
             xs.append(x)
             ys.append(y)
             y2s.append(y2)
+            ws.append(w)
+            w2s.append(w2)
             lams.append(lam)
             masks.append(mask)
         active = torch.tensor([r is not None for r in rows], device=self.device)
         lam_t = torch.tensor(lams, device=self.device)
-        return torch.stack(xs), torch.stack(ys), torch.stack(y2s), lam_t, torch.stack(masks), active
+        stacked = (torch.stack(t) for t in (xs, ys, y2s, ws, w2s))
+        return (*stacked, lam_t, torch.stack(masks), active)
 
     @torch.no_grad()
     def materialise(self, model: nn.Module, i: int) -> nn.Module:

@@ -21,7 +21,7 @@ from glfnet.config import Config
 from glfnet.data import cache
 from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import FlowSet
-from glfnet.errors import DataError
+from glfnet.errors import ConfigError, DataError
 from glfnet.models.registry import preset_revision
 from glfnet.preprocess.pipeline import PrepParams
 from glfnet.train.modeldir import CONFIG_FILE, WEIGHTS_FILE, check_out_dir, write_model_dir
@@ -103,6 +103,11 @@ def check_options(cfg: Config, out_dir: str | Path, overwrite: bool = False) -> 
     read or written: the configuration (its device and model options included, see
     :meth:`glfnet.config.Config.validate`) and ``out_dir`` (returned, not created)."""
     cfg.validate()
+    if cfg.bn_per_database:
+        raise ConfigError(
+            "`bn_per_database` keeps BatchNorm statistics per database, which a model directory "
+            "does not store (a clip to predict has no database); train without it."
+        )
     return check_out_dir(out_dir, overwrite)
 
 

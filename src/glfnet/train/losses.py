@@ -51,10 +51,14 @@ class ClassBalancedLoss(nn.Module):
         self.base, self.gamma, self.label_smoothing = base, gamma, label_smoothing
 
     def forward(
-        self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        row_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         return class_balanced_loss(
-            logits, target, self.weight, self.base, self.gamma, self.label_smoothing, mask
+            logits, target, self.weight, self.base, self.gamma, self.label_smoothing, mask, row_weight
         )
 
 
@@ -66,19 +70,36 @@ def class_balanced_loss(
     gamma: float = 2.0,
     label_smoothing: float = 0.0,
     mask: torch.Tensor | None = None,
+    row_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss as a function (what :class:`ClassBalancedLoss` computes, and what the
     fold-batched engine calls per network): weighted base loss summed over the batch / batch
     size, as Cui et al. ``mask`` (B,) of 0/1 marks the real rows of a padded batch: the mean is
-    over those."""
+    over those. ``row_weight`` (B,), when given, replaces the class weight of each row
+    (:func:`row_weights`: weights counted within each row's database)."""
     ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=label_smoothing)
     if base == "focal":
         p_t = torch.exp(-F.cross_entropy(logits.float(), target, reduction="none"))
         ce = (1.0 - p_t).pow(gamma) * ce
-    per_row = weight[target] * ce
+    per_row = (weight[target] if row_weight is None else row_weight) * ce
     if mask is None:
         return per_row.mean()
     return (per_row * mask).sum() / mask.sum().clamp_min(1)
+
+
+def row_weights(y: npt.ArrayLike, groups: npt.ArrayLike, num_classes: int, beta: float | None) -> np.ndarray:
+    """Each row's weight when classes are balanced *within each group* (``cb_per_database``:
+    the database, metadata known for every sample): the class-balanced weight of the row's
+    class counted over its group's rows only (equal weights with ``beta`` None). The databases
+    differ in their class mix (SAMM 69 % negative, SMIC 43 %), which one pooled count hides."""
+    y, groups = np.asarray(y), np.asarray(groups).astype(str)
+    out = np.zeros(len(y), dtype=np.float32)
+    for g in np.unique(groups):
+        rows = groups == g
+        counts = np.bincount(y[rows], minlength=num_classes)
+        w = class_balanced_weights(counts, beta) if beta is not None else (counts > 0).astype(float)
+        out[rows] = w[y[rows]]
+    return out
 
 
 def build_loss(cfg: Config, counts: npt.ArrayLike) -> nn.Module:

@@ -27,7 +27,7 @@ from glfnet.metrics import scores
 from glfnet.models import create_model, model_defaults
 from glfnet.models.ensemble import Ensemble
 from glfnet.models.inference import predict_proba
-from glfnet.train.losses import build_loss
+from glfnet.train.losses import build_loss, row_weights
 
 
 @contextlib.contextmanager
@@ -81,9 +81,28 @@ class TrainedFold:
     history: list[dict] = field(default_factory=list)
     selected_epoch: int | list | None = None  # set when early stopping chose an epoch (per member)
     val_subjects: list[str] = field(default_factory=list)
+    # ``bn_per_database``: each database's BatchNorm statistics (buffers by name)
+    bn_groups: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def predict_proba(self, X, batch_size: int = 256, groups=None, tta: bool | None = None) -> np.ndarray:
-        return predict_proba(self.model, self.pipeline, X, batch_size, groups, tta)
+        """Class probabilities; with per-database BatchNorm statistics each sample is
+        predicted with its database's (the pooled ones for a database training lacked)."""
+        if not self.bn_groups or groups is None or not len(X):
+            return predict_proba(self.model, self.pipeline, X, batch_size, groups, tta)
+        groups = np.asarray(groups).astype(str)
+        out = predict_proba(self.model, self.pipeline, X, batch_size, groups, tta)
+        pooled = {k: v.clone() for k, v in self.model.state_dict().items() if k in _bn_keys(self.model)}
+        try:
+            for g, stats in self.bn_groups.items():
+                rows = np.flatnonzero(groups == g)
+                if len(rows):
+                    self.model.load_state_dict(stats, strict=False)
+                    out[rows] = predict_proba(
+                        self.model, self.pipeline, X[rows], batch_size, groups[rows], tta
+                    )
+        finally:
+            self.model.load_state_dict(pooled, strict=False)
+        return out
 
 
 def input_size(cfg: Config) -> int:
@@ -179,8 +198,7 @@ def train_folds(
         fit_mask, val = np.ones(len(f.y), bool), []
         if cfg.val_subjects > 0:
             fit_mask, val = _split_val_subjects(np.asarray(f.subjects), cfg.val_subjects, rng)
-        groups = f.groups if cfg.db_norm else None
-        data = _fold_data(f.X, f.y, fit_mask, groups, cfg, f.num_classes, f.encoding, device)
+        data = _fold_data(f.X, f.y, fit_mask, f.groups, cfg, f.num_classes, f.encoding, device)
         val_subjects.append(val)
         for k in range(cfg.ensemble):
             mseed = member_seed(f.seed, k)
@@ -203,7 +221,10 @@ def train_folds(
         history = [row for _, out in mine for row in out[1]]
         selected = [out[2] for _, out in mine]
         model = members[0] if cfg.ensemble == 1 else Ensemble(members).eval()
-        result = TrainedFold(model, mine[0][0].data.pipeline, history, val_subjects=val_subjects[i])
+        data = mine[0][0].data
+        result = TrainedFold(model, data.pipeline, history, val_subjects=val_subjects[i])
+        if cfg.bn_per_database and folds[i].groups is not None:
+            result.bn_groups = batchnorm_per_group(model, data, np.asarray(folds[i].groups), cfg.batch_size)
         if any(s is not None for s in selected):
             result.selected_epoch = selected[0] if cfg.ensemble == 1 else selected
         results.append(result)
@@ -254,9 +275,14 @@ class _FoldData:
     loss_fn: torch.nn.Module
     num_classes: int
     device: torch.device
+    # each row's loss weight with ``cb_per_database`` (None: the loss's class weights)
+    row_weight: torch.Tensor | None = None
 
     def groups_of(self, idx: np.ndarray) -> np.ndarray | None:
         return None if self.groups is None else self.groups[idx]
+
+    def row_weight_of(self, idx) -> torch.Tensor | None:
+        return None if self.row_weight is None else self.row_weight[idx]
 
 
 def _fold_data(
@@ -270,17 +296,36 @@ def _fold_data(
     device: torch.device,
 ) -> _FoldData:
     """Prepare the inputs and fit the pipeline's statistics and the loss's class weights on
-    the fit rows."""
+    the fit rows. ``groups``: the database of each row (per-database input statistics with
+    ``db_norm``, per-database class weights with ``cb_per_database``)."""
     pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg), tta=cfg.tta)
     Xs = pipeline.prepare(torch.tensor(np.asarray(X), dtype=torch.float32, device=device))
     fit_idx, val_idx = np.flatnonzero(fit_mask), np.flatnonzero(~fit_mask)
-    groups = None if groups is None else np.asarray(groups).astype(str)
+    db = None if groups is None else np.asarray(groups).astype(str)
+    groups = db if cfg.db_norm else None
     pipeline.fit(Xs[fit_idx], None if groups is None else groups[fit_idx])
     counts = np.bincount(np.asarray(y)[fit_idx], minlength=num_classes)
     y_t = torch.tensor(np.asarray(y), dtype=torch.long, device=device)
     loss_fn = build_loss(cfg, counts).to(device)
+    row_weight = None
+    if cfg.cb_per_database and db is not None:  # counted on the fit rows, zero on the others
+        w = np.zeros(len(y), dtype=np.float32)
+        beta = cfg.cb_beta if cfg.loss == "cb" else None
+        w[fit_idx] = row_weights(np.asarray(y)[fit_idx], db[fit_idx], num_classes, beta)
+        row_weight = torch.tensor(w, device=device)
     return _FoldData(
-        Xs, y_t, X, np.asarray(y), groups, fit_idx, val_idx, pipeline, loss_fn, num_classes, device
+        Xs,
+        y_t,
+        X,
+        np.asarray(y),
+        groups,
+        fit_idx,
+        val_idx,
+        pipeline,
+        loss_fn,
+        num_classes,
+        device,
+        row_weight,
     )
 
 
@@ -358,15 +403,18 @@ def _fit_epoch(
     total_loss, seen = torch.zeros((), dtype=torch.float64, device=data.device), 0
     for b in np.array_split(order, n_batches):  # near-equal batches: never a 1-sample batch
         xb = data.pipeline(data.Xs[b], augment, gen, data.groups_of(b))
-        yb = data.y_t[b]
+        yb, wb = data.y_t[b], data.row_weight_of(b)
         with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=amp):
             if cfg.mixup > 0:
                 lam = float(rng.beta(cfg.mixup, cfg.mixup))
                 perm = torch.from_numpy(rng.permutation(len(b))).to(data.device)
                 logits = model(lam * xb + (1 - lam) * xb[perm])
-                loss = lam * data.loss_fn(logits, yb) + (1 - lam) * data.loss_fn(logits, yb[perm])
+                wp = None if wb is None else wb[perm]
+                loss = lam * data.loss_fn(logits, yb, row_weight=wb) + (1 - lam) * data.loss_fn(
+                    logits, yb[perm], row_weight=wp
+                )
             else:
-                loss = data.loss_fn(model(xb), yb)
+                loss = data.loss_fn(model(xb), yb, row_weight=wb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -432,3 +480,40 @@ def refresh_batchnorm(
     for m, mom in zip(bns, moments):
         m.momentum = mom
     model.train(was_training)
+
+
+def _bn_keys(model: torch.nn.Module) -> set[str]:
+    """The state-dict names of ``model``'s BatchNorm running statistics."""
+    keys: set[str] = set()
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            keys.update(f"{name}.{b}" if name else b for b, _ in m.named_buffers())
+    return keys
+
+
+def batchnorm_per_group(
+    model: torch.nn.Module, data: _FoldData, groups: np.ndarray, batch_size: int
+) -> dict[str, dict[str, torch.Tensor]]:
+    """``bn_per_database``: for each database of the fit rows, the BatchNorm statistics of
+    the trained ``model`` recomputed on that database's fit rows alone (as
+    :func:`refresh_batchnorm`: no augmentation, dropout off), so a test sample is normalised
+    with the statistics of its own database's training samples (AdaBN: Li, Wang, Shi, Liu,
+    Hou, "Revisiting Batch Normalization for Practical Domain Adaptation", ICLR-W 2017). The
+    model keeps the pooled statistics it had."""
+    keys = _bn_keys(model)
+    if not keys:
+        return {}
+    pooled = {k: v.clone() for k, v in model.state_dict().items() if k in keys}
+    groups = np.asarray(groups).astype(str)
+    out = {}
+    try:
+        for g in np.unique(groups[data.fit_idx]):
+            rows = data.fit_idx[groups[data.fit_idx] == g]
+            if len(rows) < 2:  # no batch statistics from one sample
+                continue
+            refresh_batchnorm(model, data.pipeline, data.Xs[rows], batch_size, data.groups_of(rows))
+            out[str(g)] = {k: v.clone() for k, v in model.state_dict().items() if k in keys}
+    finally:
+        model.load_state_dict(pooled, strict=False)
+    model.eval()
+    return out
