@@ -73,6 +73,23 @@ def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, t
 
 
 @pytest.mark.slow
+def test_tune_on_ray_gives_the_local_choices_and_results(ray_runtime, tiny_set, tmp_path):
+    """`glfnet tune`'s inner and final trainings as Ray tasks: the same inner scores, choices
+    and predictions as in local worker processes."""
+    from glfnet.eval import tune
+    from glfnet.eval.menu import parse_menu
+
+    menu = parse_menu({"recipes": [{"name": "a"}, {"name": "b", "epochs": 1}]}, FAST)
+    for backend in ("local", "ray"):
+        tune.run_tune(
+            tiny_set, FAST.replace(backend=backend, jobs=2), menu, tune.TuneSettings(), tmp_path / backend
+        )
+    for name in ("predictions.csv", "selection.csv"):
+        local, ray = pd.read_csv(tmp_path / "local" / name), pd.read_csv(tmp_path / "ray" / name)
+        pd.testing.assert_frame_equal(local, ray)
+
+
+@pytest.mark.slow
 def test_a_run_resumes_across_backends(ray_runtime, tiny_set, local_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(local_run, out)

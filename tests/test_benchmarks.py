@@ -1,4 +1,4 @@
-"""The benchmark scripts that cannot run in CI run here in a form that can: so the day a GPU
+"""The benchmark scripts run here in a form CI can afford: so the day a GPU
 is lent, `benchmarks/bench_gpu.py`'s one prepared call does not fail on its own code."""
 
 import subprocess
@@ -32,3 +32,12 @@ def test_bench_gpu_runs_on_the_cpu():
     for line in lines:
         assert "samples/s" in line or "n/a (ConfigError: `amp` cannot be combined" in line, line
     assert all("samples/s" in l for l in lines if "fold_batch   1" in l or "fp32" in l), r.stdout
+
+
+@pytest.mark.slow
+def test_bench_tune_runs():
+    """The nested-selection benchmark on a tiny synthetic set, one epoch per recipe."""
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_tune.py"), "--scale", "0.1", "--epochs", "1"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "plan: 7 recipes (6 trained)" in r.stdout and "one nested seed" in r.stdout, r.stdout

@@ -57,6 +57,8 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
         CFG.replace(epochs=3, swa_epochs=2),
         CFG.replace(bn_refresh=False),
         CFG.replace(fold_batch=2, ensemble=2),
+        CFG.replace(cb_per_database=True),
+        CFG.replace(bn_per_database=True, ensemble=2),
     ],
     ids=[
         "fixed-epochs",
@@ -69,6 +71,8 @@ def test_folds_are_subject_disjoint(tiny_set, protocol):
         "weight-averaging",
         "no-batchnorm-refresh",
         "batchnorm-refresh-batched-ensemble",
+        "per-database-class-weights",
+        "per-database-batchnorm",
     ],
 )
 @pytest.mark.slow

@@ -213,3 +213,50 @@ def test_batchnorm_refresh_keeps_dropout_off():
     refresh_batchnorm(net, pipe, xs, 16)  # no random draws: the same statistics again
     assert all(torch.allclose(first[k], v, atol=1e-5) for k, v in net.state_dict().items())
     assert net.training
+
+
+def test_per_database_class_weights_balance_each_database_on_its_own():
+    from glfnet.train.losses import class_balanced_weights, row_weights
+
+    y = np.array([0, 0, 0, 1, 2, 0, 1, 1, 2, 2])
+    groups = np.array(["a"] * 5 + ["b"] * 5)
+    w = row_weights(y, groups, 3, beta=0.999)
+    wa = class_balanced_weights(np.bincount(y[:5], minlength=3), 0.999)
+    wb = class_balanced_weights(np.bincount(y[5:], minlength=3), 0.999)
+    np.testing.assert_allclose(w, np.concatenate([wa[y[:5]], wb[y[5:]]]), rtol=1e-6)
+    assert w[0] < w[5]  # class 0 is common in a, rare in b
+    np.testing.assert_array_equal(row_weights(y, groups, 3, beta=None), np.ones(10))
+
+
+def test_per_database_class_weights_change_training_and_need_databases(tiny_set):
+    X, y, subj = tiny_set.X, tiny_set.y, tiny_set.samples["subject"].to_numpy()
+    db = tiny_set.samples["database"].to_numpy()
+    plain = train_fold(X, y, subj, FAST, 3, tiny_set.encoding, 0, groups=db)
+    per_db = train_fold(X, y, subj, FAST.replace(cb_per_database=True), 3, tiny_set.encoding, 0, groups=db)
+    assert [h["loss"] for h in plain.history] != [h["loss"] for h in per_db.history]
+
+
+def test_per_database_batchnorm_predicts_each_sample_with_its_databases_statistics(tiny_set):
+    X, y, subj = tiny_set.X, tiny_set.y, tiny_set.samples["subject"].to_numpy()
+    db = tiny_set.samples["database"].to_numpy()
+    cfg = FAST.replace(bn_per_database=True)
+    t = train_fold(X, y, subj, cfg, 3, tiny_set.encoding, 0, groups=db)
+    assert set(t.bn_groups) == set(db)
+    pooled = predict_proba(t.model, t.pipeline, X)
+    per_db = t.predict_proba(X, groups=db)
+    assert not np.allclose(pooled, per_db)
+    np.testing.assert_array_equal(predict_proba(t.model, t.pipeline, X), pooled)  # pooled kept
+    rows = np.flatnonzero(db == db[0])
+    t.model.load_state_dict(t.bn_groups[str(db[0])], strict=False)
+    np.testing.assert_allclose(predict_proba(t.model, t.pipeline, X[rows]), per_db[rows], rtol=1e-6)
+    # the same training without it: identical weights, pooled statistics only
+    plain = train_fold(X, y, subj, FAST, 3, tiny_set.encoding, 0, groups=db)
+    assert not plain.bn_groups
+    assert all(torch.equal(a, b) for a, b in zip(plain.model.parameters(), t.model.parameters()))
+
+
+def test_a_final_model_refuses_per_database_batchnorm(tmp_path):
+    from glfnet.train.final import check_options
+
+    with pytest.raises(ConfigError, match="bn_per_database"):
+        check_options(Config(bn_per_database=True), tmp_path / "m")

@@ -158,19 +158,19 @@ def inner_splits(samples: pd.DataFrame, fold: Fold, groups: dict[str, int], k: i
             out.append(InnerSplit(f"g{g}", train, np.flatnonzero(in_g), use))
         else:
             out.append(InnerSplit(f"{fold.name}.g{g}", train, use, use))
+    if len(out) < 2:
+        raise DataError(
+            f"fold {fold.name}: its training subjects fill {len(out)} inner fold(s); nested selection "
+            f"needs at least 2 (the set has too few subjects for `inner_folds` {k})"
+        )
     for s in out:
         if held[s.train_idx].any() or held[s.use_idx].any():
             raise AssertionError(f"fold {fold.name}: held-out rows in inner fold {s.name}")
         if len(s.train_idx) < 2:
             raise DataError(
                 f"fold {fold.name}: inner fold {s.name} has {len(s.train_idx)} training sample(s); "
-                "use fewer `inner_folds`"
+                f"the set has too few subjects for `inner_folds` {k}"
             )
-    if len(out) < 2:
-        raise DataError(
-            f"fold {fold.name}: its training subjects fill {len(out)} inner fold(s); nested selection "
-            f"needs at least 2 (the set has too few subjects for `inner_folds` {k})"
-        )
     return out
 
 

@@ -27,7 +27,7 @@ from glfnet.errors import GlfnetError
 from glfnet.eval.rundir import FIGURES, Metrics, Run, load_run
 from glfnet.report import figures as F
 from glfnet.report.render import Doc, to_html, to_markdown
-from glfnet.report.tables import fmt_score, results_rows, subset_order
+from glfnet.report.tables import choice_header, choice_rows, fmt_score, results_rows, subset_order
 
 GALLERY_PER_CLASS = 2
 
@@ -54,6 +54,8 @@ def make_document(run: Run) -> tuple[Doc, dict[str, bytes], dict[str, bytes]]:
         doc.img(rel, alt, png, caption)
 
     _protocol(doc, run)
+    if m.selection:
+        _selection(doc, m)
     doc.h(2, "Results (leak-free)")
     _scores(doc, add_fig, m, "honest", "")
     _per_subject(doc, add_fig, extra, run)
@@ -92,6 +94,8 @@ def _protocol(doc: Doc, run: Run) -> None:
         )
     args = cfg.get("model_args") or {}
     model = f"Model {_code(m.model)}" + (f" with options {_code(args)}" if args else "")
+    if m.selection:  # glfnet tune: each fold's recipe was chosen, see the next section
+        model = "Each fold's recipe chosen by nested selection (next section), its final model"
     stop = (
         "a fixed schedule from the configuration (no early stopping)"
         if not cfg.get("val_subjects")
@@ -132,6 +136,26 @@ def _protocol(doc: Doc, run: Run) -> None:
             f"section *{m.label('oracle')}* near the end; they are not results.",
             "warning",
         )
+
+
+def _selection(doc: Doc, m: Metrics) -> None:
+    """A ``glfnet tune`` run: how the recipes were chosen and how often each was."""
+    sel = m.selection or {}
+    doc.h(2, "Nested selection")
+    doc.p(
+        f"For every outer fold, each recipe of the menu {_code(sel.get('menu_file'))} was scored "
+        f"by a {sel.get('inner_folds')}-fold inner cross-validation over that fold's training "
+        "subjects only (subject-grouped, every database in each inner fold); the rule "
+        f"{_code(sel.get('rule'))} picked one"
+        + (
+            " (the cheapest recipe within one standard error of the best inner UF1)"
+            if sel.get("rule") == "one-se"
+            else ""
+        )
+        + "; the chosen recipe then trained on all the training subjects and predicted the "
+        "held-out subject once. `selection.csv` has every fold's inner scores."
+    )
+    doc.table(choice_header(m), choice_rows(m), "Outer folds that chose each recipe.")
 
 
 def _count(n: int | None) -> str:

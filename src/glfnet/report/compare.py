@@ -36,7 +36,7 @@ from glfnet.data.naming import DB_DISPLAY
 from glfnet.errors import GlfnetError
 from glfnet.eval.rundir import Run, SeedScores, load_run
 from glfnet.report.render import Doc, to_html, to_markdown
-from glfnet.report.tables import fmt_pm, subset_order
+from glfnet.report.tables import choices_text, fmt_pm, subset_order
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -280,10 +280,11 @@ def _runs_section(doc: Doc, comp: Comparison) -> bytes:
     rows = []
     for i, (n, r) in enumerate(zip(comp.names, comp.runs)):
         diff = what_differs(base.metrics.config, r.metrics.config)
+        chosen = choices_text(r.metrics)
         rows.append(
             [
                 f"`{n}`",
-                f"`{r.metrics.model}`",
+                f"`{r.metrics.model}`" + (f" (chose {chosen})" if chosen else ""),
                 "(base)" if i == 0 else (f"`{diff}`" if diff else "nothing"),
                 f"`{','.join(map(str, r.seeds))}`",
                 r.metrics.protocol.upper(),
@@ -394,7 +395,9 @@ def _score_tables(comp: Comparison) -> list[Table]:
         for s in comp.subsets:
             t.add_column(DB_DISPLAY.get(s, s), justify="right", overflow="fold")
         for n, r in zip(comp.names, comp.runs):
-            t.add_row(escape(n), ",".join(map(str, r.seeds)), *[_cell(r, s, m) for s in comp.subsets])
+            chosen = choices_text(r.metrics)
+            name = escape(n) + (f" (tune: {escape(chosen)})" if chosen else "")
+            t.add_row(name, ",".join(map(str, r.seeds)), *[_cell(r, s, m) for s in comp.subsets])
         tables.append(t)
     return tables
 

@@ -63,3 +63,30 @@ def rich_table(metrics: Metrics, which: str = "honest") -> Table:
     for r in results_rows(metrics, which):
         t.add_row(r["subset"], str(r["n"]), r["uf1"], r["uar"], r["acc"])
     return t
+
+
+def choice_rows(metrics: Metrics) -> list[list[str]]:
+    """A ``glfnet tune`` run's choices: per recipe (menu order), how many outer folds chose it
+    per seed and in all, and its mean inner UF1; [] for other runs."""
+    sel = metrics.selection or {}
+    per_seed = sel.get("choices_per_seed", {})
+    inner = sel.get("inner_uf1", {})
+    return [
+        [name, *[str(per_seed[s].get(name, 0)) for s in per_seed], str(sel["choices"].get(name, 0))]
+        + [fmt_score(inner.get(name))]
+        for name in sel.get("menu", [])
+    ]
+
+
+def choice_header(metrics: Metrics) -> list[str]:
+    """The columns of :func:`choice_rows`."""
+    seeds = (metrics.selection or {}).get("choices_per_seed", {})
+    return ["recipe", *[f"seed {s}" for s in seeds], "all seeds", "mean inner UF1"]
+
+
+def choices_text(metrics: Metrics) -> str:
+    """``glfnet-default 120 · ststnet 70`` (recipes chosen at least once, most first); "" for
+    runs without nested selection."""
+    counts = (metrics.selection or {}).get("choices", {})
+    ranked = sorted(((n, c) for n, c in counts.items() if c), key=lambda t: -t[1])
+    return " · ".join(f"{n} {c}" for n, c in ranked)
