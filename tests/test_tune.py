@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from clirun import glfnet
 
+from clirun import glfnet
 from glfnet.config import Config
 from glfnet.errors import ConfigError, DataError
 from glfnet.eval import tune
