@@ -51,8 +51,15 @@ def _without_times(rec):
 
 
 @pytest.mark.slow
-def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, tmp_path):
-    steps = []
+def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, tmp_path, monkeypatch):
+    steps, holders = [], []
+    save = runner._save_result
+
+    def saved(rd, *args):  # in the driver, as each fold's result arrives from its Ray task
+        holders.append(json.loads(rd.lock_path.read_text())["pid"])
+        save(rd, *args)
+
+    monkeypatch.setattr(runner, "_save_result", saved)
     m = runner.run_protocol(
         tiny_set, FAST.replace(backend="ray"), tmp_path / "ray", progress=lambda *s: steps.append(s)
     )
@@ -70,6 +77,8 @@ def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, t
         f"seed 0 fold {f.name}" for f in loso_folds(tiny_set.samples)
     )
     assert m.throughput.backend == "ray" and m.throughput.workers == 2 and m.throughput.folds_trained == n
+    # the driver, which writes the run directory, holds its lock; the tasks write nothing
+    assert holders == [os.getpid()] * n and not RunDir(tmp_path / "ray").lock_path.exists()
 
 
 @pytest.mark.slow

@@ -82,30 +82,32 @@ def ablate(
         )
     wanted = [n.strip() for n in only.split(",") if n.strip()] if only else None
     configs = variant_configs(base, wanted)
-    fs = common.load_data(data, labels, skip_bad)
     out = out or Path("runs") / f"{Path(data).resolve().name}-ablate"
-    console.print(
-        f"{plural(len(fs), 'sample')}, "
-        f"{plural(fs.samples['subject'].nunique(), 'subject')}; variants "
-        f"{', '.join(configs)}; {plural(base.epochs, 'epoch')}, seeds {base.seeds} "
-        f"-> {out}"
-    )
-    dirs = []
-    for name, cfg in configs.items():
-        run_dir = out / name
+    with common.holding(out):  # the folder of comparison.md; each variant's folder is held too
+        fs = common.load_data(data, labels, skip_bad)
         console.print(
-            f"[bold]{name}[/bold]: {cfg.model}"
-            + (f" {cfg.model_args}" if cfg.model_args else "")
-            + f", loss {cfg.loss}"
+            f"{plural(len(fs), 'sample')}, "
+            f"{plural(fs.samples['subject'].nunique(), 'subject')}; variants "
+            f"{', '.join(configs)}; {plural(base.epochs, 'epoch')}, seeds {base.seeds} "
+            f"-> {out}"
         )
-        common.run_with_progress(fs, cfg, run_dir, overwrite, quiet)
-        if cfg.report:
-            common.write_report(run_dir)
-        dirs.append(run_dir)
-    if len(dirs) < 2:
-        console.print(f"one variant only: nothing to compare; results in {dirs[0]}")
-        return
-    common.show_comparison(compare_runs(dirs, names=list(configs)), out)
+        dirs = []
+        for name, cfg in configs.items():
+            run_dir = out / name
+            console.print(
+                f"[bold]{name}[/bold]: {cfg.model}"
+                + (f" {cfg.model_args}" if cfg.model_args else "")
+                + f", loss {cfg.loss}"
+            )
+            with common.holding(run_dir):
+                common.run_with_progress(fs, cfg, run_dir, overwrite, quiet)
+                if cfg.report:
+                    common.write_report(run_dir)
+            dirs.append(run_dir)
+        if len(dirs) < 2:
+            console.print(f"one variant only: nothing to compare; results in {dirs[0]}")
+            return
+        common.show_comparison(compare_runs(dirs, names=list(configs)), out)
 
 
 def register(app: typer.Typer) -> None:

@@ -411,6 +411,20 @@ def load_data(data: Path, labels: Path | None, skip_bad: bool) -> FlowSet:
 
 
 @contextmanager
+def holding(out: Path) -> Iterator[None]:
+    """Hold the run directory ``out``'s writer lock for the block (a command's whole run, data
+    reading and report included; the library takes it again inside): a second writer is
+    refused at once. Warns when the lock of a run that died without releasing it is taken
+    over (that run is resumed)."""
+    from glfnet.eval.rundir import ANOTHER_OUT, RunDir
+
+    with RunDir(out).hold(ANOTHER_OUT) as lock:
+        if lock is not None and lock.previous is not None and lock.depth == 1:
+            warn(f"{out} was locked by a run that ended without releasing it ({lock.previous}); taken over")
+        yield
+
+
+@contextmanager
 def progress_bar(on: Console, disable: bool = False) -> Iterator[Progress]:
     """The one progress bar style: description, bar, done/total, elapsed, remaining."""
     from rich.progress import (

@@ -154,21 +154,22 @@ def loso(
             "`amp` on a CPU without native bfloat16 (AVX-512 BF16 or AMX): autocast runs "
             "emulated there, expect it slower than float32; `amp=False` trains in float32."
         )
-    fs = common.load_data(data, labels, skip_bad)
     out = out or Path("runs") / f"{Path(data).resolve().name}-{cfg.protocol}-{cfg.model}"
-    say = common.err_console if as_json else console
-    say.print(
-        f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}"
-        f"; {cfg.model}, {cfg.protocol}, {plural(cfg.epochs, 'epoch')}, seeds {cfg.seeds} "
-        f"-> {out}"
-    )
-    metrics = common.run_with_progress(fs, cfg, out, overwrite, quiet, on=say)
-    if as_json:
-        common.print_json(metrics)
-    else:
-        common.print_results(metrics)
-    if cfg.report:
-        common.write_report(out, on=say)
+    with common.holding(out):
+        fs = common.load_data(data, labels, skip_bad)
+        say = common.err_console if as_json else console
+        say.print(
+            f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}"
+            f"; {cfg.model}, {cfg.protocol}, {plural(cfg.epochs, 'epoch')}, seeds {cfg.seeds} "
+            f"-> {out}"
+        )
+        metrics = common.run_with_progress(fs, cfg, out, overwrite, quiet, on=say)
+        if as_json:
+            common.print_json(metrics)
+        else:
+            common.print_results(metrics)
+        if cfg.report:
+            common.write_report(out, on=say)
     say.print(f"results in {out}/metrics.json, predictions.csv, megc_log.txt")
 
 

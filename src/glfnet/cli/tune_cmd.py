@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -115,26 +116,28 @@ def tune(
     )
     settings = TuneSettings(inner_folds, inner_ensemble, rule).validate()
     recipes = load_menu(menu, base)
-    fs = common.load_data(data, labels, skip_bad)
     out = out or Path("runs") / f"{Path(data).resolve().name}-tune-{Path(menu).stem}"
-    say = common.err_console if as_json else console
-    say.print(
-        f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}; "
-        f"{plural(len(recipes.recipes), 'recipe')} from {menu}, {base.protocol}, "
-        f"{settings.inner_folds} inner folds, rule {settings.rule}, seeds {base.seeds} -> {out}"
-    )
-    cost = plan_tune(fs, base, recipes, settings, out)
-    say.print(_plan_table(cost))
-    if plan:
-        return
-    metrics = _run(fs, base, recipes, settings, out, overwrite, quiet, say)
-    if as_json:
-        common.print_json(metrics)
-    else:
-        common.print_results(metrics)
-        say.print(_choice_table(metrics.selection or {}))
-    if base.report:
-        common.write_report(out, on=say)
+    # --plan writes nothing: it may look at a folder another run is writing
+    with contextlib.nullcontext() if plan else common.holding(out):
+        fs = common.load_data(data, labels, skip_bad)
+        say = common.err_console if as_json else console
+        say.print(
+            f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}; "
+            f"{plural(len(recipes.recipes), 'recipe')} from {menu}, {base.protocol}, "
+            f"{settings.inner_folds} inner folds, rule {settings.rule}, seeds {base.seeds} -> {out}"
+        )
+        cost = plan_tune(fs, base, recipes, settings, out)
+        say.print(_plan_table(cost))
+        if plan:
+            return
+        metrics = _run(fs, base, recipes, settings, out, overwrite, quiet, say)
+        if as_json:
+            common.print_json(metrics)
+        else:
+            common.print_results(metrics)
+            say.print(_choice_table(metrics.selection or {}))
+        if base.report:
+            common.write_report(out, on=say)
     say.print(f"results in {out}/metrics.json, predictions.csv, selection.csv")
 
 
