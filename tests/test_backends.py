@@ -191,7 +191,8 @@ def test_the_ray_backend_without_ray_says_how_to_install_it(flat_dir, tmp_path, 
 
 
 def test_throughput_on_screen_and_in_metrics_json(tmp_path):
-    from glfnet.cli.common import duration, throughput_line
+    from glfnet.cli.messages import duration
+    from glfnet.cli.progress import throughput_line
 
     t = Throughput(backend="local", workers=2, folds_trained=40, seconds=192.0, sample_steps=470400)
     assert throughput_line(t) == "trained 40 folds in 3 min 12 s: 2,450 training samples/s (local, 2 workers)"
