@@ -51,8 +51,15 @@ def _without_times(rec):
 
 
 @pytest.mark.slow
-def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, tmp_path):
-    steps = []
+def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, tmp_path, monkeypatch):
+    steps, holders = [], []
+    save = runner._save_result
+
+    def saved(rd, *args):  # in the driver, as each fold's result arrives from its Ray task
+        holders.append(json.loads(rd.lock_path.read_text())["pid"])
+        save(rd, *args)
+
+    monkeypatch.setattr(runner, "_save_result", saved)
     m = runner.run_protocol(
         tiny_set, FAST.replace(backend="ray"), tmp_path / "ray", progress=lambda *s: steps.append(s)
     )
@@ -70,6 +77,8 @@ def test_ray_gives_the_same_results_as_local(ray_runtime, tiny_set, local_run, t
         f"seed 0 fold {f.name}" for f in loso_folds(tiny_set.samples)
     )
     assert m.throughput.backend == "ray" and m.throughput.workers == 2 and m.throughput.folds_trained == n
+    # the driver, which writes the run directory, holds its lock; the tasks write nothing
+    assert holders == [os.getpid()] * n and not RunDir(tmp_path / "ray").lock_path.exists()
 
 
 @pytest.mark.slow
@@ -199,7 +208,8 @@ def test_the_ray_backend_without_ray_says_how_to_install_it(flat_dir, tmp_path, 
 
 
 def test_throughput_on_screen_and_in_metrics_json(tmp_path):
-    from glfnet.cli.common import duration, throughput_line
+    from glfnet.cli.messages import duration
+    from glfnet.cli.progress import throughput_line
 
     t = Throughput(backend="local", workers=2, folds_trained=40, seconds=192.0, sample_steps=470400)
     assert throughput_line(t) == "trained 40 folds in 3 min 12 s: 2,450 training samples/s (local, 2 workers)"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from clirun import glfnet
-from glfnet.cli.common import flagify, parse_int_list, plural
+from glfnet.cli.messages import flagify, plural
+from glfnet.cli.options import parse_int_list
 from glfnet.config import Config, build_config
 from glfnet.data.digest import data_digest
 from glfnet.data.flowsets import load_flowset
@@ -56,6 +57,12 @@ def test_help_follows_the_contract(capsys, command):
     assert "{models}" not in out and "{model_options}" not in out  # placeholders filled
 
 
+def test_starting_the_cli_imports_neither_torch_nor_opencv():
+    code = "import sys\nfrom glfnet.cli.main import app\nprint(sorted({'torch', 'cv2'} & set(sys.modules)))\n"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
 def test_help_derives_choices_and_defaults(capsys):
     from glfnet.models import list_models
 
@@ -66,6 +73,50 @@ def test_help_derives_choices_and_defaults(capsys):
     assert "[default: 0]" in out and f"[default: {Config.epochs}]" in out
     assert all(name in out for name in list_models())
     assert "fusion=aff|gate|concat|sum" in out  # the model's own Literal, via the registry
+
+
+# the commands whose options come from one table (cli/options.py)
+TRAINING_COMMANDS = ("loso", "ablate", "train", "tune", "demo")
+# one flag, two meanings (a run directory, a model directory, the demo's folder; train's
+# training seed, the demo's data seed): declared by each command
+PER_COMMAND = {"--out", "--seed"}
+# loso's options that concern the evaluation, not one final model
+EVALUATION_ONLY = {"--seeds", "--protocol", "--oracle", "--jobs", "--backend", "--ray-address"}
+EVALUATION_ONLY |= {"--save-checkpoints", "--no-report"}
+
+
+def _options(command: str) -> dict:
+    """{long flag: click parameter} of ``glfnet COMMAND``."""
+    from typer.main import get_command
+
+    from glfnet.cli.main import app
+
+    params = get_command(app).commands[command].params
+    return {max(p.opts, key=len): p for p in params if p.param_type_name == "option"}
+
+
+def test_a_flag_reads_the_same_in_every_command(capsys):
+    from glfnet.cli.contract import fill_help
+
+    declared: dict[str, dict[str, tuple]] = {}
+    for command in TRAINING_COMMANDS:
+        for flag, p in _options(command).items():
+            if flag not in PER_COMMAND:
+                declared.setdefault(flag, {})[command] = (p.help, p.show_default, p.default)
+    shared = {flag: by_command for flag, by_command in declared.items() if len(by_command) > 1}
+    assert {"--epochs", "--seeds", "--config", "--device", "--jobs", "--labels", "--quiet"} <= set(shared)
+    for flag, by_command in shared.items():
+        assert len(set(by_command.values())) == 1, (flag, by_command)
+    for command in ("loso", "ablate", "train"):  # and so it reads on screen
+        _, out, _ = glfnet(capsys, command, "--help")
+        text = " ".join(out.replace("│", " ").split())
+        for flag, by_command in shared.items():
+            if command in by_command:
+                assert " ".join(fill_help(by_command[command][0]).split()) in text, (command, flag)
+
+
+def test_train_takes_the_training_options_of_loso():
+    assert set(_options("loso")) - EVALUATION_ONLY <= set(_options("train"))
 
 
 # ---------------------------------------------------------------------------- errors

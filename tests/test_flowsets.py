@@ -179,7 +179,7 @@ def test_cache_is_read_raw(tmp_path, tiny_rows, tiny_flows, capsys):
     # what the user is told on loading: the sample prepare left out, and why
     assert fs.warnings == ["s99_s99_ne_01: excluded by prepare (failed: no frames)"]
     assert fs.summary()["notes"] == fs.warnings and fs.subset([0]).warnings == fs.warnings
-    from glfnet.cli.common import load_data
+    from glfnet.cli.steps import load_data
 
     capsys.readouterr()
     load_data(tmp_path, None, skip_bad=False)  # the command line prints them

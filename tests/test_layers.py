@@ -48,8 +48,9 @@ CLEAN = {
     "eval/runner.py": "from glfnet.train import trainer\n",
     "infer.py": "from glfnet.models import net\n",
     "cli/__init__.py": "",
-    "cli/common.py": "",
-    "cli/train_cmd.py": "from glfnet.cli import common\nfrom glfnet.eval import runner\n",
+    "cli/messages.py": "",
+    "cli/options.py": "from glfnet.cli import messages\n",
+    "cli/train_cmd.py": "from glfnet.cli import messages, options\nfrom glfnet.eval import runner\n",
     "cli/main.py": "from glfnet.cli import train_cmd\n",
 }
 
@@ -76,7 +77,7 @@ def test_layer_of_ranks_the_most_specific_prefix():
             "glfnet.train.trainer",
             "glfnet.eval.runner",
             "glfnet.report.build",
-            "glfnet.cli.common",
+            "glfnet.cli.options",
         )
     ]
     assert ranks == sorted(ranks) == list(range(8))
@@ -121,6 +122,17 @@ def test_checker_passes_a_clean_tree(tmp_path, monkeypatch):
             "cli/train_cmd.py",
             "from glfnet.cli import main\n",
             "glfnet.cli.train_cmd imports glfnet.cli.main: command modules call the library",
+        ),
+        (
+            "cli/train_cmd.py",
+            "from glfnet.cli.predict_cmd import predict\n",
+            "glfnet.cli.train_cmd imports glfnet.cli.predict_cmd: command modules call the library",
+        ),
+        # a shared module of the command line (options, messages, ...) imports no command
+        (
+            "cli/options.py",
+            "from glfnet.cli import train_cmd\n",
+            "glfnet.cli.options imports glfnet.cli.train_cmd: the shared modules of the command line",
         ),
     ],
 )

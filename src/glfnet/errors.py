@@ -27,3 +27,7 @@ class ConfigError(GlfnetError):
 
 class ModelFileError(GlfnetError):
     """A missing, corrupt, truncated or mismatched model directory."""
+
+
+class RunLockedError(GlfnetError):
+    """A run directory that another live glfnet process is writing (its lock file names it)."""

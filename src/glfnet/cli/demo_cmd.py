@@ -12,13 +12,15 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from glfnet.cli import common
-from glfnet.cli.common import console, plural
-from glfnet.config import Config
+from glfnet.cli import options as o
+from glfnet.cli.messages import console, plural
+from glfnet.cli.prepare_view import prepare_and_report
+from glfnet.cli.progress import run_with_progress
+from glfnet.cli.steps import print_results, write_report
 
 
 def _synthetic_ready(raw: Path, want: dict) -> bool:
@@ -32,18 +34,16 @@ def _synthetic_ready(raw: Path, want: dict) -> bool:
 
 
 def demo(
-    out: Path = typer.Option(
-        Path("runs/demo"), "--out", help="Where the raw clips, the flow cache and the LOSO run go."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data set."),
-    subjects: int = typer.Option(5, "--subjects", help="Subjects per database (3 databases)."),
-    clips: int = typer.Option(8, "--clips", help="Clips per subject."),
-    seeds: str = typer.Option("0", "--seeds", help="Training seeds, e.g. 0,1,2."),
-    epochs: int | None = typer.Option(
-        None, "--epochs", help="Epochs per fold (as `glfnet loso`).", show_default=str(Config.epochs)
-    ),
-    jobs: int = typer.Option(0, "--jobs", "-j", help="Preprocessing worker processes; 0 = all cores."),
-    no_report: bool = typer.Option(False, "--no-report", help="Skip report.md/report.html."),
+    out: Annotated[
+        Path, typer.Option("--out", help="Where the raw clips, the flow cache and the LOSO run go.")
+    ] = Path("runs/demo"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data set.")] = 0,
+    subjects: Annotated[int, typer.Option("--subjects", help="Subjects per database (3 databases).")] = 5,
+    clips: Annotated[int, typer.Option("--clips", help="Clips per subject.")] = 8,
+    seeds: o.Seeds = None,
+    epochs: o.Epochs = None,
+    jobs: o.Jobs = None,
+    no_report: o.NoReport = False,
 ) -> None:
     """Run the whole pipeline on built-in synthetic micro-expressions.
 
@@ -53,7 +53,6 @@ def demo(
     with leak-free leave-one-subject-out GLFNet (the default preset). The score shows the pipeline
     works; it is not a benchmark figure (the data are synthetic).
     """
-    from glfnet.config import build_config
     from glfnet.data.digest import data_digest
     from glfnet.data.flowsets import load_flowset
     from glfnet.eval.runner import config_diff
@@ -61,13 +60,13 @@ def demo(
     from glfnet.preprocess.prepare import resolve_jobs
 
     # every option is checked before anything is generated
-    cfg = build_config(epochs=epochs, seeds=common.parse_int_list(seeds), report=not no_report)
+    cfg = o.build(None, seeds=seeds, no_report=no_report, epochs=epochs, jobs=jobs)
     params = PrepParams()
-    resolve_jobs(jobs)
+    resolve_jobs(cfg.jobs)
     raw, cache_dir, run_dir = out / "raw", out / "cache", out / "loso"
     times = {"generate": _timed(lambda: _generate(raw, (cache_dir, run_dir), seed, subjects, clips))}
     console.print("[bold]2/3 preprocessing[/bold]: prepare megc2019 (face, alignment, TV-L1, strain)")
-    times["prepare"] = _timed(lambda: _prepare(raw, cache_dir, params, jobs))
+    times["prepare"] = _timed(lambda: _prepare(raw, cache_dir, params, cfg.jobs))
     console.print(f"[bold]3/3 leak-free LOSO[/bold] with {cfg.model}")
     t = time.perf_counter()
     fs = load_flowset(cache_dir)
@@ -78,11 +77,11 @@ def demo(
         console.print(
             f"the earlier demo run in {run_dir} used other settings ({'; '.join(stale)}): starting it again"
         )
-    metrics = common.run_with_progress(fs, cfg, run_dir, overwrite=bool(stale), quiet=True)
+    metrics = run_with_progress(fs, cfg, run_dir, overwrite=bool(stale), quiet=True)
     times["loso"] = time.perf_counter() - t
-    common.print_results(metrics)
+    print_results(metrics)
     if cfg.report:
-        common.write_report(run_dir)
+        write_report(run_dir)
     console.print(
         f"stage times: generate {times['generate']:.0f} s, prepare "
         f"{times['prepare']:.0f} s, LOSO {times['loso']:.0f} s "
@@ -125,7 +124,7 @@ def _prepare(raw: Path, cache_dir: Path, params: Any, jobs: int) -> None:
     sources = [
         Source(db, raw / root) for db, root in (("casme2", "CASME2"), ("samm", "SAMM"), ("smic", "SMIC"))
     ]
-    common.prepare_and_report(sources, cache_dir, "megc2019", params, jobs)
+    prepare_and_report(sources, cache_dir, "megc2019", params, jobs)
 
 
 def register(app: typer.Typer) -> None:

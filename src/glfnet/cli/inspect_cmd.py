@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from glfnet.cli import common
-from glfnet.cli.common import console, plural
+from glfnet.cli import options as o
+from glfnet.cli.messages import console, plural
+from glfnet.cli.steps import print_json
 
 if TYPE_CHECKING:
     from glfnet.data.flowsets import FlowSet
@@ -26,12 +27,7 @@ def inspect(
         "`glfnet prepare`.",
         show_default=False,
     ),
-    labels: Path | None = typer.Option(
-        None,
-        "--labels",
-        help="Label CSV for a flat folder (HTNet header or headerless MEGC2019 ground truth).",
-        show_default="the one CSV inside the folder",
-    ),
+    labels: o.Labels = None,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Count samples, subjects, databases and classes, and list every problem found.
@@ -43,7 +39,7 @@ def inspect(
     fs = load_flowset(data, labels=labels, skip_bad=True)
     info = fs.summary()
     if as_json:
-        common.print_json(
+        print_json(
             {**{k: info[k] for k in _JSON_FIRST}, **{k: v for k, v in info.items() if k not in _JSON_FIRST}}
         )
     else:

@@ -1,8 +1,8 @@
 """Entry point: ``glfnet <command>``. Errors the user can fix print one line and exit 2.
 
 The only module that imports the command modules; it lists them in workflow order, puts every
-command under the help contract (:mod:`glfnet.cli.common`) and prints every error, parser
-and library alike, in the one style.
+command under the help contract (:mod:`glfnet.cli.contract`) and prints every error, parser
+and library alike, in the one style (:mod:`glfnet.cli.messages`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import typer
 from typer._click.exceptions import UsageError  # typer vendors click (typer >= 0.20)
 
 from glfnet._version import __version__
-from glfnet.cli import common
+from glfnet.cli import contract, messages
 
 # `glfnet --help` lists the commands in the order a user runs them
 WORKFLOW = ("prepare", "inspect", "loso", "tune", "ablate", "report", "compare", "train", "predict", "demo")
 
 
-class _Workflow(common.Group):
+class _Workflow(contract.Group):
     def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
         names = super().list_commands(ctx)
         return sorted(names, key=lambda n: WORKFLOW.index(n) if n in WORKFLOW else len(WORKFLOW))
@@ -46,7 +46,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        common.console.print(f"glfnet {__version__}")
+        messages.console.print(f"glfnet {__version__}")
         raise typer.Exit()
 
 
@@ -84,7 +84,7 @@ def _register_commands() -> None:
         demo_cmd,
     ):
         module.register(app)
-    common.apply_contract(app)
+    contract.apply_contract(app)
 
 
 _register_commands()
@@ -93,9 +93,9 @@ _register_commands()
 def _usage_error(e: UsageError) -> int:
     if type(e).__name__ == "NoArgsIsHelpError":  # the help is printed already
         return e.exit_code
-    common.error(common.usage_error_message(e))
+    messages.error(messages.usage_error_message(e))
     if e.ctx is not None:
-        common.err_console.print(f"see `{e.ctx.command_path} --help`", markup=False)
+        messages.err_console.print(f"see `{e.ctx.command_path} --help`", markup=False)
     return 2
 
 
@@ -108,13 +108,15 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as e:
         sys.exit(_usage_error(e))
     except GlfnetError as e:
-        common.error(str(e))
+        messages.error(str(e))
         sys.exit(e.exit_code)
     except typer.Abort:
-        common.error("aborted")
+        messages.error("aborted")
         sys.exit(1)
     if code == 130:  # typer's answer to Ctrl-C
-        common.err_console.print("interrupted. Run the same command again to resume: finished work is kept.")
+        messages.err_console.print(
+            "interrupted. Run the same command again to resume: finished work is kept."
+        )
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from glfnet.cli.common import console, error, flagify, warn
+from glfnet.cli.messages import console, error, flagify, warn
 from glfnet.config import Device
 from glfnet.errors import ConfigError, ModelFileError
 from glfnet.io import json_default

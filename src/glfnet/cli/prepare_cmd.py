@@ -5,7 +5,7 @@ One sub-command per database (``casme2``, ``samm``, ``smic``, ``smic-e``, ``casm
 (:mod:`glfnet.data.readers`), applies a protocol (:mod:`glfnet.data.protocols`), and writes
 the cache (:mod:`glfnet.preprocess.prepare`), then prints the counts per database and class,
 the anomalies, and the expected samples it could not find
-(:func:`glfnet.cli.common.prepare_and_report`).
+(:func:`glfnet.cli.prepare_view.prepare_and_report`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from glfnet.cli import common
+from glfnet.cli.messages import flagify, warn
+from glfnet.cli.prepare_view import prepare_and_report
 from glfnet.data import naming
 from glfnet.data.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from glfnet.errors import ConfigError
@@ -100,7 +101,6 @@ def _params(size: int, crop: int, margin: float, align: bool, flow: str, apex: s
 
 def _single(db: str) -> Callable[..., None]:
     from glfnet.data.readers import READERS
-    from glfnet.preprocess.prepare import Source
 
     reader = READERS[db]
 
@@ -120,8 +120,10 @@ def _single(db: str) -> Callable[..., None]:
         export_png: ExportPng = None,
         overwrite: Overwrite = False,
     ) -> None:
+        from glfnet.preprocess.prepare import Source  # OpenCV: not when the CLI starts
+
         params = _params(size, crop, margin, align, flow, apex)
-        common.prepare_and_report(
+        prepare_and_report(
             [Source(db, root, annotations, variant)], out, protocol, params, jobs, export_png, overwrite
         )
 
@@ -173,14 +175,14 @@ def megc2019(
         )
     for db in MEGC2019_DATABASES:
         if roots[db][0] is None:
-            common.warn(f"--{db} not given: the composite will lack its {naming.DB_DISPLAY[db]} samples")
+            warn(f"--{db} not given: the composite will lack its {naming.DB_DISPLAY[db]} samples")
     params = _params(size, crop, margin, align, flow, apex)
-    common.prepare_and_report(sources, out, "megc2019", params, jobs, export_png, overwrite)
+    prepare_and_report(sources, out, "megc2019", params, jobs, export_png, overwrite)
 
 
 def _layout(text: str) -> str:
     """A reader's layout text for help: parameters as flags, brackets kept literal."""
-    return common.flagify(text).replace("[", "\\[")
+    return flagify(text).replace("[", "\\[")
 
 
 def _megc_help() -> str:

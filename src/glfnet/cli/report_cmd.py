@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from glfnet.cli.common import console, show_comparison
+from glfnet.cli.messages import console
+from glfnet.cli.steps import show_comparison
 
 
 def report(

@@ -4,90 +4,85 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from glfnet.cli import common
-from glfnet.cli.common import MODEL_ARG_HELP, MODEL_HELP, SKIP_BAD_HELP, console, plural, warn
-from glfnet.config import Config, Device
+from glfnet.cli import options as o
+from glfnet.cli.messages import console, err_console, plural, warn
+from glfnet.cli.steps import load_data, print_json
+from glfnet.config import Config
 
 if TYPE_CHECKING:
     from glfnet.data.flowsets import FlowSet
 
 
 def train(
-    data: Path = typer.Argument(
-        ...,
-        help="Flow set: a `glfnet prepare` cache (recommended: "
-        "predict then repeats its preprocessing exactly), a folder of "
-        "'<subject>_<clip> .png' + label CSV, or a per-subject LOSO tree.",
-        show_default=False,
-    ),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        help="Model directory to write (model.safetensors + config.json).",
-        show_default=False,
-    ),
-    labels: Path | None = typer.Option(None, "--labels", help="Label CSV for a flat folder."),
-    model: str | None = typer.Option(None, "--model", help=MODEL_HELP, show_default=Config.model),
-    model_arg: list[str] | None = typer.Option(None, "--model-arg", help=MODEL_ARG_HELP),
-    epochs: int | None = typer.Option(
-        None, "--epochs", help="Training epochs (as in `glfnet loso`).", show_default=str(Config.epochs)
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML file of options (keys as in a run's config.yaml); flags win."
-    ),
-    seed: int | None = typer.Option(
-        None, "--seed", help="Random seed (when not given: the configuration's first seed).", show_default="0"
-    ),
-    device: Device | None = typer.Option(
-        None, "--device", help="Where to train.", show_default=Config.device
-    ),
-    fold_batch: int | None = common.FOLD_BATCH_OPTION,
-    ensemble: int | None = typer.Option(
-        None,
-        "--ensemble",
-        help="Networks trained from different seeds, probabilities averaged (as in `glfnet loso`).",
-        show_default=str(Config.ensemble),
-    ),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model already in --out."),
-    quiet: bool = typer.Option(False, "--quiet", help="No per-epoch lines."),
-    as_json: bool = typer.Option(
-        False,
-        "--json",
-        help="Print a summary (model directory, "
-        "samples, epochs, seconds, ...) as one JSON object on stdout "
-        "(everything else goes to stderr).",
-    ),
+    data: o.Data,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Model directory to write (model.safetensors + config.json).",
+            show_default=False,
+        ),
+    ],
+    labels: o.Labels = None,
+    model: o.Model = None,
+    model_arg: o.ModelArg = None,
+    epochs: o.Epochs = None,
+    batch_size: o.BatchSize = None,
+    lr: o.Lr = None,
+    loss: o.LossOption = None,
+    val_subjects: o.ValSubjects = None,
+    ensemble: o.Ensemble = None,
+    config: o.ConfigFile = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed", help="Random seed (when not given: the configuration's first seed).", show_default="0"
+        ),
+    ] = None,
+    device: o.DeviceOption = None,
+    amp: o.Amp = None,
+    fold_batch: o.FoldBatch = None,
+    skip_bad: o.SkipBad = False,
+    overwrite: o.Overwrite = False,
+    quiet: o.Quiet = False,
+    as_json: o.Json = False,
 ) -> None:
     """Train ONE final model on ALL samples of DATA and save it for `glfnet predict`.
 
     This is for use, not for evaluation: every sample is in training, so no score of this
     model on this data means anything. Use `glfnet loso` to measure how well the method works,
-    then `glfnet train` with the same options to build the model you use.
+    then `glfnet train` with the same training options to build the model you use (those of
+    the evaluation, such as the seeds, the protocol or the oracle, have no meaning here). Train
+    on a `glfnet prepare` cache where you can: `glfnet predict` then repeats its
+    preprocessing exactly.
     """
-    from glfnet.config import build_config
     from glfnet.train.final import check_options, summary
 
     started = time.perf_counter()
-    cfg = build_config(
+    cfg = o.build(
         config,
+        model_arg=model_arg,
         model=model,
-        model_args=common.parse_model_args(model_arg),
         epochs=epochs,
-        device=device,
-        fold_batch=fold_batch,
+        batch_size=batch_size,
+        lr=lr,
+        loss=loss,
+        val_subjects=val_subjects,
         ensemble=ensemble,
+        device=device,
+        amp=amp,
+        fold_batch=fold_batch,
     )
     seed = cfg.seeds[0] if seed is None else int(seed)
     check_options(cfg, out, overwrite)  # before the data are read; nothing is written on error
-    fs = common.load_data(data, labels, skip_bad)
-    say = common.err_console if as_json else console
+    fs = load_data(data, labels, skip_bad)
+    say = err_console if as_json else console
     _print_plan(say, fs, cfg, seed, out)
     if fs.kind != "cache":
         warn(
@@ -99,7 +94,7 @@ def train(
     result = _train(say, fs, cfg, out, seed, overwrite, quiet)
     if as_json:
         wall = round(time.perf_counter() - started, 2)
-        common.print_json({**summary(result, out), "wall_seconds": wall})
+        print_json({**summary(result, out), "wall_seconds": wall})
     else:
         _print_done(result, out)
 

@@ -2,92 +2,73 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-from glfnet.cli import common
-from glfnet.cli.common import SKIP_BAD_HELP, console, plural
-from glfnet.config import Backend, Config, Device, Protocol, Rule
+from glfnet.cli import options as o
+from glfnet.cli.messages import console, duration, err_console, plural
+from glfnet.cli.progress import track
+from glfnet.cli.steps import holding, load_data, print_json, print_results, write_report
+from glfnet.config import Rule
 
 
 def tune(
-    data: Path = typer.Argument(..., help="Flow set, as for `glfnet loso`.", show_default=False),
-    menu: Path = typer.Option(
-        ...,
-        "--menu",
-        help="YAML menu of recipes: `recipes:` a list of `name:` plus any training options "
-        "(`model`, `epochs`, `model_args`, ...; unnamed ones take the defaults or --config), or "
-        "`average: [NAME, NAME]` to average trained recipes. configs/menu-megc2019.yaml is one.",
-        show_default=False,
-    ),
-    labels: Path | None = typer.Option(None, "--labels", help="Label CSV for a flat folder."),
-    inner_folds: int = typer.Option(
-        2,
-        "--inner-folds",
-        help="K: the training subjects of each outer fold are split into K subject groups, every "
-        "database in each; each recipe trains K times and is scored on the group it did not see.",
-    ),
-    inner_ensemble: int = typer.Option(
-        1,
-        "--inner-ensemble",
-        help="Networks per inner training (0 = each recipe's own `ensemble`); the final model "
-        "always trains the chosen recipe as written.",
-    ),
-    rule: Rule = typer.Option(
-        "one-se",
-        "--rule",
-        help="one-se: of the best inner UF1 and the recipes within one standard error of it "
-        "(paired bootstrap over subjects), the cheapest to train; best: the highest inner UF1.",
-    ),
-    seeds: str | None = typer.Option(
-        None, "--seeds", help="Seeds, e.g. 0,1,2 or 0-2: results are mean ± std over them.", show_default="0"
-    ),
-    protocol: Protocol | None = typer.Option(
-        None,
-        "--protocol",
-        help="The outer folds: loso (leave one subject out) or lodo (one database out).",
-        show_default=Config.protocol,
-    ),
-    out: Path | None = typer.Option(
-        None,
-        "--out",
-        help="Run directory. Re-running the same command resumes it (finished trainings are kept).",
-        show_default="runs/<data>-tune-<menu>",
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML options every recipe starts from (then the recipe's own)."
-    ),
-    plan: bool = typer.Option(False, "--plan", help="Print the cost plan and stop (nothing is trained)."),
-    device: Device | None = typer.Option(
-        None, "--device", help="Where to train.", show_default=Config.device
-    ),
-    amp: bool | None = typer.Option(
-        None,
-        "--amp/--no-amp",
-        help="bfloat16 autocast in every training: cuda, or a CPU with AVX-512 BF16/AMX.",
-        show_default="no-amp",
-    ),
-    jobs: int | None = typer.Option(
-        None,
-        "--jobs",
-        "-j",
-        help="Trainings run at once on CPU, each single-threaded (0 = one per core). Results do "
-        "not depend on it.",
-        show_default=str(Config.jobs),
-    ),
-    backend: Backend | None = common.BACKEND_OPTION,
-    ray_address: str | None = common.RAY_ADDRESS_OPTION,
-    skip_bad: bool = typer.Option(False, "--skip-bad", help=SKIP_BAD_HELP),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Discard an earlier run in --out with another menu or configuration."
-    ),
-    no_report: bool = typer.Option(False, "--no-report", help="Skip report.md/report.html."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar or per-fold lines."),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the metrics as one JSON object on stdout (everything else on stderr)."
-    ),
+    data: o.Data,
+    menu: Annotated[
+        Path,
+        typer.Option(
+            "--menu",
+            help="YAML menu of recipes: `recipes:` a list of `name:` plus any training options "
+            "(`model`, `epochs`, `model_args`, ...; unnamed ones take the defaults or --config), or "
+            "`average: [NAME, NAME]` to average trained recipes. configs/menu-megc2019.yaml is one.",
+            show_default=False,
+        ),
+    ],
+    labels: o.Labels = None,
+    inner_folds: Annotated[
+        int,
+        typer.Option(
+            "--inner-folds",
+            help="K: the training subjects of each outer fold are split into K subject groups, every "
+            "database in each; each recipe trains K times and is scored on the group it did not see.",
+        ),
+    ] = 2,
+    inner_ensemble: Annotated[
+        int,
+        typer.Option(
+            "--inner-ensemble",
+            help="Networks per inner training (0 = each recipe's own `ensemble`); the final model "
+            "always trains the chosen recipe as written.",
+        ),
+    ] = 1,
+    rule: Annotated[
+        Rule,
+        typer.Option(
+            "--rule",
+            help="one-se: of the best inner UF1 and the recipes within one standard error of it "
+            "(paired bootstrap over subjects), the cheapest to train; best: the highest inner UF1.",
+        ),
+    ] = "one-se",
+    seeds: o.Seeds = None,
+    protocol: o.ProtocolOption = None,
+    out: Annotated[Path | None, o.run_out("runs/<data>-tune-<menu>")] = None,
+    config: o.ConfigFile = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Print the cost plan and stop (nothing is trained).")
+    ] = False,
+    device: o.DeviceOption = None,
+    amp: o.Amp = None,
+    jobs: o.Jobs = None,
+    backend: o.BackendOption = None,
+    ray_address: o.RayAddress = None,
+    skip_bad: o.SkipBad = False,
+    overwrite: o.Overwrite = False,
+    no_report: o.NoReport = False,
+    quiet: o.Quiet = False,
+    as_json: o.Json = False,
 ) -> None:
     """Nested leak-free selection: choose a recipe per outer fold from its training subjects only.
 
@@ -96,45 +77,47 @@ def tune(
     recipe trains on all training subjects and predicts the held-out subject once. Results are
     a run directory like `glfnet loso`'s, plus selection.csv (every fold's inner scores and
     choice). The held-out subject reaches no inner training, no inner score and no choice. A
-    cost plan is printed before anything trains (--plan prints it and stops).
+    cost plan is printed before anything trains (--plan prints it and stops). --protocol sets
+    the outer folds; --config the options every recipe starts from.
     """
-    from glfnet.config import build_config
     from glfnet.eval.menu import load_menu
     from glfnet.eval.tune import TuneSettings, plan_tune
 
-    base = build_config(
+    base = o.build(
         config,
-        seeds=common.parse_int_list(seeds) if seeds else None,
+        seeds=seeds,
+        no_report=no_report,
         protocol=protocol,
         device=device,
         amp=amp,
         jobs=jobs,
         backend=backend,
         ray_address=ray_address,
-        report=False if no_report else None,
     )
     settings = TuneSettings(inner_folds, inner_ensemble, rule).validate()
     recipes = load_menu(menu, base)
-    fs = common.load_data(data, labels, skip_bad)
     out = out or Path("runs") / f"{Path(data).resolve().name}-tune-{Path(menu).stem}"
-    say = common.err_console if as_json else console
-    say.print(
-        f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}; "
-        f"{plural(len(recipes.recipes), 'recipe')} from {menu}, {base.protocol}, "
-        f"{settings.inner_folds} inner folds, rule {settings.rule}, seeds {base.seeds} -> {out}"
-    )
-    cost = plan_tune(fs, base, recipes, settings, out)
-    say.print(_plan_table(cost))
-    if plan:
-        return
-    metrics = _run(fs, base, recipes, settings, out, overwrite, quiet, say)
-    if as_json:
-        common.print_json(metrics)
-    else:
-        common.print_results(metrics)
-        say.print(_choice_table(metrics.selection or {}))
-    if base.report:
-        common.write_report(out, on=say)
+    # --plan writes nothing: it may look at a folder another run is writing
+    with contextlib.nullcontext() if plan else holding(out):
+        fs = load_data(data, labels, skip_bad)
+        say = err_console if as_json else console
+        say.print(
+            f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}; "
+            f"{plural(len(recipes.recipes), 'recipe')} from {menu}, {base.protocol}, "
+            f"{settings.inner_folds} inner folds, rule {settings.rule}, seeds {base.seeds} -> {out}"
+        )
+        cost = plan_tune(fs, base, recipes, settings, out)
+        say.print(_plan_table(cost))
+        if plan:
+            return
+        metrics = _run(fs, base, recipes, settings, out, overwrite, quiet, say)
+        if as_json:
+            print_json(metrics)
+        else:
+            print_results(metrics)
+            say.print(_choice_table(metrics.selection or {}))
+        if base.report:
+            write_report(out, on=say)
     say.print(f"results in {out}/metrics.json, predictions.csv, selection.csv")
 
 
@@ -143,37 +126,20 @@ def _run(
 ) -> Any:
     from glfnet.eval.tune import run_tune
 
-    with common.progress_bar(on, disable=quiet) as bar:
-        task = None
-
-        def progress(done: int, total: int, label: str) -> None:
-            nonlocal task
-            if task is None:
-                if done and not quiet:
-                    bar.console.print(f"{plural(done, 'training')} reused from an earlier run")
-                task = bar.add_task("trainings", total=total)
-            bar.update(task, completed=done, total=total, description=f"trainings ({label})")
-
-        def log(text: str) -> None:
-            if not quiet:
-                bar.console.print(text, markup=False)
-
-        metrics = run_tune(fs, base, menu, settings, out, overwrite=overwrite, progress=progress, log=log)
-    t = metrics.throughput
-    if t and t.folds_trained and not quiet:
-        on.print(
-            f"trained {plural(t.folds_trained, 'network')} (inner and final) in "
-            f"{common.duration(t.seconds)}: "
-            f"{t.samples_per_second:,.0f} training samples/s ({t.backend}, {plural(t.workers, 'worker')})"
-        )
-    return metrics
+    return track(
+        lambda progress, log: run_tune(
+            fs, base, menu, settings, out, overwrite=overwrite, progress=progress, log=log
+        ),
+        "training",
+        quiet,
+        on,
+        trained=("network", " (inner and final)"),
+    )
 
 
 def _plan_table(plan: Any) -> Any:
     from rich import box
     from rich.table import Table
-
-    from glfnet.cli.common import duration
 
     table = Table(
         title=f"cost plan: {plural(plan.folds, 'outer fold')} x {plural(len(plan.seeds), 'seed')}, "

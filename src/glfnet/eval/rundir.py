@@ -18,6 +18,8 @@ comparisons (:mod:`glfnet.report`) read through it. Writes are atomic (:mod:`glf
                                 predictions; inner/seed<S>/parts/ the parts of an averaged
                                 recipe's final model
     report.md, report.html, figures/   written by ``glfnet report``
+    .glfnet.lock                while a process writes the folder: its pid, host, start time
+                                and command (:mod:`glfnet.eval.runlock`); removed at its end
 
 :class:`FoldRecord` and :class:`Metrics` read the JSON of earlier versions unchanged
 (``from_dict``) and write the same JSON (``to_dict``), with two changes: a spread over a single
@@ -29,6 +31,7 @@ that has none.
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +43,8 @@ import yaml
 from glfnet import io
 from glfnet.data.cache import is_cache
 from glfnet.errors import GlfnetError
+from glfnet.eval import runlock
+from glfnet.eval.runlock import RunLock
 
 CONFIG = "config.yaml"
 FOLDS = "folds"
@@ -54,6 +59,7 @@ INNER = "inner"
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 FIGURES = "figures"
+LOCK = ".glfnet.lock"  # a dot file: no glob or listing of results takes it for content
 
 HONEST_LABEL = "leak-free: fixed schedule from the configuration; held-out data unseen until training ends"
 NESTED_LABEL = (
@@ -62,6 +68,9 @@ NESTED_LABEL = (
 )
 ORACLE_LABEL = "oracle (test-selected, optimistic)"
 LABELS = {"honest": HONEST_LABEL, "oracle": ORACLE_LABEL}
+
+# what a run refused by another writer of its folder can do besides waiting (RunDir.hold)
+ANOTHER_OUT = "or write this run to another `out`"
 
 SCORE_KEYS = ("uf1", "uar", "acc")
 _REQUIRED = ("model", "protocol", "seeds", "honest", "classes")
@@ -387,6 +396,7 @@ class RunDir:
     checkpoints_dir = _Entry(CHECKPOINTS)  # where ``save_checkpoints`` keeps each fold's network
     selection_path = _Entry(SELECTION)
     inner_dir = _Entry(INNER)
+    lock_path = _Entry(LOCK)
 
     @property
     def report_paths(self) -> tuple[Path, Path]:
@@ -408,6 +418,11 @@ class RunDir:
         (finished folds, predictions or metrics)."""
         results = (self.path / FOLDS, self.predictions_path, self.metrics_path)
         return self.config_path.is_file() and any(p.exists() for p in results)
+
+    def hold(self, what: str = "", create: bool = True) -> AbstractContextManager[RunLock | None]:
+        """The folder's writer lock for the block (:func:`glfnet.eval.runlock.hold`): a second
+        writer gets :class:`~glfnet.errors.RunLockedError`; re-entrant in this process."""
+        return runlock.hold(self.lock_path, what, create)
 
     # ---- configuration and elapsed time
     def read_config(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError
 from glfnet.eval.backends import Unit, run_units
 from glfnet.eval.rundir import (
+    ANOTHER_OUT,
     LABELS,
     NESTED_LABEL,
     FoldRecord,
@@ -451,12 +452,19 @@ def run_protocol(
 
     On CPU every fold trains single-threaded, in ``n_workers`` processes at once: small
     models train faster as parallel single-threaded folds than as one multi-threaded fold,
-    and a fold's result does not depend on ``jobs``.
+    and a fold's result does not depend on ``jobs``. The run holds ``out``'s lock
+    (:meth:`RunDir.hold`) throughout: a second writer gets :class:`~glfnet.errors.RunLockedError`.
     """
     rd = RunDir(out)
     cfg.validate()  # the device included
+    with rd.hold(ANOTHER_OUT):  # one writer: a second run into ``out`` is refused at once
+        return _run_protocol(fs, cfg, rd, overwrite, progress, log)
+
+
+def _run_protocol(
+    fs: FlowSet, cfg: Config, rd: RunDir, overwrite: bool, progress: Progress | None, log: Log | None
+) -> Metrics:
     folds = make_folds(fs.samples, cfg.protocol)
-    rd.path.mkdir(parents=True, exist_ok=True)
     _prepare_out(rd, cfg, fs, overwrite)
     clock = _Clock(rd)
     jobs = [(seed, fold) for seed in cfg.seeds for fold in folds]

@@ -54,7 +54,7 @@ from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError, DataError
 from glfnet.eval.backends import n_workers, run_units
 from glfnet.eval.menu import Menu, training_cost
-from glfnet.eval.rundir import FoldRecord, Metrics, RunDir, Throughput
+from glfnet.eval.rundir import ANOTHER_OUT, FoldRecord, Metrics, RunDir, Throughput
 from glfnet.eval.runner import _Clock, run_folds, write_results
 from glfnet.eval.splits import Fold, make_folds, subject_keys
 from glfnet.metrics import scores, uf1_uar
@@ -632,12 +632,17 @@ def run_tune(
     """Nested selection over ``base.seeds`` (module docstring): write the run directory and
     return its metrics. ``progress(done, total, label)`` counts trainings (inner and final;
     ``label`` ``"starting"`` first, with the trainings an earlier invocation finished);
-    ``log(text)`` gets one line per outer fold finished."""
+    ``log(text)`` gets one line per outer fold finished. The run holds ``out``'s lock
+    (:meth:`~glfnet.eval.rundir.RunDir.hold`) throughout."""
     base.validate()
     settings.validate()
     t = _Tune(fs, base, menu, settings, Path(out))
-    rd = t.rd
-    rd.path.mkdir(parents=True, exist_ok=True)
+    with t.rd.hold(ANOTHER_OUT):  # one writer: a second run into ``out`` is refused at once
+        return _run_tune(t, overwrite, progress, log)
+
+
+def _run_tune(t: _Tune, overwrite: bool, progress: Progress | None, log: Log | None) -> Metrics:
+    fs, base, menu, settings, rd = t.fs, t.base, t.menu, t.settings, t.rd
     _prepare_out(rd, base, menu, settings, fs, overwrite)
     clock = _Clock(rd)
     records = t.done_folds()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from glfnet.data.naming import DB_DISPLAY
 from glfnet.errors import GlfnetError
-from glfnet.eval.rundir import FIGURES, Metrics, Run, load_run
+from glfnet.eval.rundir import FIGURES, Metrics, Run, RunDir, load_run
 from glfnet.report import figures as F
 from glfnet.report.render import Doc, to_html, to_markdown
 from glfnet.report.tables import choice_header, choice_rows, fmt_score, results_rows, subset_order
@@ -34,10 +34,16 @@ GALLERY_PER_CLASS = 2
 
 def build_report(run_dir: str | Path) -> list[Path]:
     """Write ``report.md``, ``report.html`` and ``figures/*.png`` into ``run_dir``; return the
-    two report paths."""
-    run = load_run(run_dir)
-    doc, figs, extra = make_document(run)
-    return run.dir.write_report(to_markdown(doc), to_html(doc), {**figs, **extra})
+    two report paths.
+
+    Holds the run directory's lock (:meth:`~glfnet.eval.rundir.RunDir.hold`), so a report is
+    refused while a run writes the folder: a resumed run rewrites ``predictions.csv`` before
+    ``metrics.json``, and then its own report, which one built beside it could read half-way
+    or overwrite with the older results. Re-entrant: a run's own report takes it again."""
+    with RunDir(run_dir).hold(create=False):
+        run = load_run(run_dir)
+        doc, figs, extra = make_document(run)
+        return run.dir.write_report(to_markdown(doc), to_html(doc), {**figs, **extra})
 
 
 def make_document(run: Run) -> tuple[Doc, dict[str, bytes], dict[str, bytes]]:
