@@ -44,7 +44,7 @@ def _params_close(a, b, atol):
 @pytest.mark.slow
 @pytest.mark.parametrize("bn_refresh", [False, True])
 def test_batched_networks_equal_networks_trained_one_at_a_time(bn_refresh):
-    """Padding, masked BatchNorm, per-network schedules and AdamW states, mixup, augmentation,
+    """Padding, masked BatchNorm, per-network schedules and AdamW states, augmentation,
     early stopping and the BatchNorm refresh: every network of the batch ends where it ends
     alone."""
     folds = _folds()
@@ -53,7 +53,6 @@ def test_batched_networks_equal_networks_trained_one_at_a_time(bn_refresh):
         model_args=NO_DROPOUT["ststnet"],
         epochs=3,
         batch_size=16,
-        mixup=0.4,
         val_subjects=0.3,
         bn_refresh=bn_refresh,
     )

@@ -5,7 +5,7 @@
 
 Layers, lowest first (a module may import its own layer's package or any lower layer):
 
-    0 foundation  glfnet._version, errors, io, metrics, checkpoint
+    0 foundation  glfnet._version, errors, io, metrics, checkpoint, removed
     1 data        glfnet.data.*        flow sets, readers, protocols, transforms, input pipeline
     2 preprocess  glfnet.preprocess.*  faces, optical flow, media reading, preparing caches
     3 models      glfnet.models.*      networks, registry, introspection
@@ -30,7 +30,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 LAYERS = [
-    ("foundation", ["glfnet._version", "glfnet.errors", "glfnet.io", "glfnet.metrics", "glfnet.checkpoint"]),
+    ("foundation", [f"glfnet.{m}" for m in ("_version", "errors", "io", "metrics", "checkpoint", "removed")]),
     ("data", ["glfnet.data"]),
     ("preprocess", ["glfnet.preprocess"]),
     ("models", ["glfnet.models"]),

@@ -70,7 +70,6 @@ FLAGS = {
     "device": "--device",
     "jobs": "--jobs",
     "ensemble": "--ensemble",
-    "tta": "--tta",
     "oracle": "--oracle",
     "input_size": "--input-size",
     "model_args": "--model-arg",

@@ -96,12 +96,6 @@ def loso(
         help="Networks trained per fold from different seeds, probabilities averaged (cost x K).",
         show_default=str(Config.ensemble),
     ),
-    tta: bool | None = typer.Option(
-        None,
-        "--tta/--no-tta",
-        help="Test-time flip: average the prediction of each flow and its mirror (u negated).",
-        show_default="tta" if Config.tta else "no-tta",
-    ),
     save_checkpoints: bool = typer.Option(
         False, "--save-checkpoints", help="Keep each fold's model as safetensors."
     ),
@@ -145,7 +139,6 @@ def loso(
         amp=amp,
         jobs=jobs,
         ensemble=ensemble,
-        tta=tta,
         save_checkpoints=save_checkpoints or None,
         report=False if no_report else None,
     )

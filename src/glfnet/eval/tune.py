@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from glfnet import io
+from glfnet import io, removed
 from glfnet._version import __version__
 from glfnet.config import Config, Rule, dump_yaml
 from glfnet.data.digest import data_digest
@@ -465,7 +465,7 @@ def _prepare_out(
     write config.yaml."""
     digest = data_digest(fs)
     tune = tune_record(settings, menu)
-    old = rd.read_config() if rd.config_path.exists() else None
+    old = removed.config_options(rd.read_config(), str(rd.config_path)) if rd.config_path.exists() else None
     if old is not None and not overwrite:
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in base.fingerprint().items() if old.get(k) != v]
         if old.get("tune") != tune:

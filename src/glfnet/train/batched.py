@@ -166,9 +166,6 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
     opt = StackedAdamW(list(params.values()), cfg.weight_decay)
     run = _Lockstep(jobs, cfg, template, bns, params, buffers, gens)
 
-    swa_from = cfg.epochs - cfg.swa_epochs + 1  # first epoch whose weights are averaged
-    swa: dict[str, torch.Tensor] | None = None
-    n_swa = 0
     histories: list[list[dict]] = [[] for _ in jobs]
     best: list[tuple[float, dict | None]] = [(-1.0, None)] * len(jobs)
     selected: list[int | None] = [None] * len(jobs)
@@ -176,13 +173,6 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
         t0 = time.perf_counter()
         losses = run.epoch(opt)
         seconds = (time.perf_counter() - t0) / len(jobs)  # the batched epoch, shared
-        if cfg.swa_epochs and epoch >= swa_from:  # AveragedModel's running mean, per network
-            n_swa += 1
-            if swa is None:
-                swa = {k: p.detach().clone() for k, p in params.items()}
-            else:
-                for k, p in params.items():
-                    swa[k] += (p.detach() - swa[k]) / n_swa
         for i, job in enumerate(jobs):
             record = {"epoch": epoch, "loss": losses[i], "lr": run.lr(i), "seconds": seconds}
             # a network's own module is filled only for what reads it (validation, observer)
@@ -208,11 +198,7 @@ def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None 
         model, best_state = run.materialise(models[i], i), best[i][1]
         if best_state is not None:
             model.load_state_dict(best_state)
-        if swa is not None:  # the averaged weights, which need BatchNorm statistics of their own
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    p.copy_(swa[name][i])
-        if swa is not None or cfg.bn_refresh:
+        if cfg.bn_refresh:
             fit = job.data.fit_idx
             refresh_batchnorm(
                 model, job.data.pipeline, job.data.Xs[fit], cfg.batch_size, job.data.groups_of(fit)
@@ -233,7 +219,7 @@ class _Lockstep:
         self.factors = [lr_schedule(cfg, n) for n in self.n_batches]
         self.steps = [0] * len(jobs)
         loss = jobs[0].data.loss_fn
-        self.loss_args = (loss.base, loss.gamma, loss.label_smoothing)
+        self.label_smoothing = loss.label_smoothing
         self.augment = augment_args(cfg)
         self.forward: Callable[..., torch.Tensor] = vmap(self._one, randomness="different")
 
@@ -241,13 +227,11 @@ class _Lockstep:
         """Network ``i``'s learning rate for its next step (what LambdaLR would report)."""
         return self.cfg.lr * self.factors[i](self.steps[i])
 
-    def _one(self, params, buffers, x, y, y2, w, w2, lam, mask, active):
+    def _one(self, params, buffers, x, y, w, mask, active):
         for bn in self.bns:
             bn.mask, bn.active = mask, active
         logits = functional_call(self.template, (params, buffers), (x,))
-        loss = class_balanced_loss(logits, y, w, *self.loss_args, mask=mask, row_weight=w)
-        loss2 = class_balanced_loss(logits, y2, w2, *self.loss_args, mask=mask, row_weight=w2)
-        return lam * loss + (1 - lam) * loss2
+        return class_balanced_loss(logits, y, w, self.label_smoothing, mask=mask, row_weight=w)
 
     def epoch(self, opt: StackedAdamW) -> list[float]:
         """One epoch of every network (each over its own rows in a fresh order); returns each
@@ -272,39 +256,27 @@ class _Lockstep:
         return (totals.cpu().numpy() / np.maximum(seen, 1)).tolist()
 
     def _step_inputs(self, rows: list[np.ndarray | None]) -> tuple[torch.Tensor, ...]:
-        """Each network's batch (augmented, mixed, standardised by its own pipeline) padded to
-        the step's largest: x, y, mixup partner labels, the two label sets' row weights, mixup
-        weight, row mask, active."""
+        """Each network's batch (augmented, standardised by its own pipeline) padded to the
+        step's largest: x, y, row weights, row mask, active."""
         size = max(len(r) for r in rows if r is not None)
-        xs, ys, y2s, ws, w2s, lams, masks = [], [], [], [], [], [], []
+        xs, ys, ws, masks = [], [], [], []
         for job, gen, b in zip(self.jobs, self.gens, rows):
             data = job.data
             x = torch.zeros((size, *data.Xs.shape[1:]), device=self.device)
             y = torch.zeros(size, dtype=torch.long, device=self.device)
-            y2, lam, mask = y.clone(), 1.0, torch.zeros(size, device=self.device)
-            w, w2 = torch.zeros(size, device=self.device), torch.zeros(size, device=self.device)
+            w, mask = torch.zeros(size, device=self.device), torch.zeros(size, device=self.device)
             if b is not None:
                 n = len(b)
                 xb, yb = data.pipeline(data.Xs[b], self.augment, gen, data.groups_of(b)), data.y_t[b]
                 wb = data.row_weight_of(b)
-                wb = data.loss_fn.weight[yb] if wb is None else wb
-                y2[:n], w2[:n] = yb, wb
-                if self.cfg.mixup > 0:  # same draws, same order as one network trained alone
-                    lam = float(job.rng.beta(self.cfg.mixup, self.cfg.mixup))
-                    perm = torch.from_numpy(job.rng.permutation(n)).to(self.device)
-                    xb, y2[:n], w2[:n] = lam * xb + (1 - lam) * xb[perm], yb[perm], wb[perm]
-                x[:n], y[:n], w[:n], mask[:n] = xb, yb, wb, 1.0
+                x[:n], y[:n], mask[:n] = xb, yb, 1.0
+                w[:n] = data.loss_fn.weight[yb] if wb is None else wb
             xs.append(x)
             ys.append(y)
-            y2s.append(y2)
             ws.append(w)
-            w2s.append(w2)
-            lams.append(lam)
             masks.append(mask)
         active = torch.tensor([r is not None for r in rows], device=self.device)
-        lam_t = torch.tensor(lams, device=self.device)
-        stacked = (torch.stack(t) for t in (xs, ys, y2s, ws, w2s))
-        return (*stacked, lam_t, torch.stack(masks), active)
+        return (torch.stack(xs), torch.stack(ys), torch.stack(ws), torch.stack(masks), active)
 
     @torch.no_grad()
     def materialise(self, model: nn.Module, i: int) -> nn.Module:

@@ -84,22 +84,20 @@ class TrainedFold:
     # ``bn_per_database``: each database's BatchNorm statistics (buffers by name)
     bn_groups: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
 
-    def predict_proba(self, X, batch_size: int = 256, groups=None, tta: bool | None = None) -> np.ndarray:
+    def predict_proba(self, X, batch_size: int = 256, groups=None) -> np.ndarray:
         """Class probabilities; with per-database BatchNorm statistics each sample is
         predicted with its database's (the pooled ones for a database training lacked)."""
         if not self.bn_groups or groups is None or not len(X):
-            return predict_proba(self.model, self.pipeline, X, batch_size, groups, tta)
+            return predict_proba(self.model, self.pipeline, X, batch_size, groups)
         groups = np.asarray(groups).astype(str)
-        out = predict_proba(self.model, self.pipeline, X, batch_size, groups, tta)
+        out = predict_proba(self.model, self.pipeline, X, batch_size, groups)
         pooled = {k: v.clone() for k, v in self.model.state_dict().items() if k in _bn_keys(self.model)}
         try:
             for g, stats in self.bn_groups.items():
                 rows = np.flatnonzero(groups == g)
                 if len(rows):
                     self.model.load_state_dict(stats, strict=False)
-                    out[rows] = predict_proba(
-                        self.model, self.pipeline, X[rows], batch_size, groups[rows], tta
-                    )
+                    out[rows] = predict_proba(self.model, self.pipeline, X[rows], batch_size, groups[rows])
         finally:
             self.model.load_state_dict(pooled, strict=False)
         return out
@@ -234,7 +232,7 @@ def train_folds(
 @dataclass
 class MemberJob:
     """One network to train: its fold (index), the fold's data, its seed, its random
-    generator (batch order, mixup), the observer of its epochs and its ensemble index."""
+    generator (batch order), the observer of its epochs and its ensemble index."""
 
     fold: int
     data: _FoldData
@@ -298,7 +296,7 @@ def _fold_data(
     """Prepare the inputs and fit the pipeline's statistics and the loss's class weights on
     the fit rows. ``groups``: the database of each row (per-database input statistics with
     ``db_norm``, per-database class weights with ``cb_per_database``)."""
-    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg), tta=cfg.tta)
+    pipeline = InputPipeline(encoding, cfg.input_norm, input_size(cfg))
     Xs = pipeline.prepare(torch.tensor(np.asarray(X), dtype=torch.float32, device=device))
     fit_idx, val_idx = np.flatnonzero(fit_mask), np.flatnonzero(~fit_mask)
     db = None if groups is None else np.asarray(groups).astype(str)
@@ -338,9 +336,8 @@ def _train_member(
     on_epoch: Callable | None,
     member: int | None,
 ) -> tuple[torch.nn.Module, list[dict], int | None]:
-    """One network on the fit samples: AdamW, warm-up + cosine, optional mixup, weight
-    averaging and epoch selection on the validation subjects. Returns (model, history,
-    selected epoch)."""
+    """One network on the fit samples: AdamW, warm-up + cosine and epoch selection on the
+    validation subjects. Returns (model, history, selected epoch)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     # (Module.to takes memory_format, which PyTorch's type stubs do not show)
@@ -348,8 +345,6 @@ def _train_member(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
     n_batches = max(1, math.ceil(len(data.fit_idx) / cfg.batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, n_batches))
-    swa_from = cfg.epochs - cfg.swa_epochs + 1  # first epoch whose weights are averaged
-    swa = torch.optim.swa_utils.AveragedModel(model) if cfg.swa_epochs else None
 
     history, best, selected = [], (-1.0, None), None
     for epoch in range(1, cfg.epochs + 1):
@@ -365,8 +360,6 @@ def _train_member(
             record["val_uf1"] = val_uf1(model, data)
             if record["val_uf1"] > best[0]:
                 best, selected = (record["val_uf1"], copy.deepcopy(model.state_dict())), epoch
-        if swa is not None and epoch >= swa_from:
-            swa.update_parameters(model)
         if member is not None:
             record["member"] = member
         history.append(record)
@@ -376,9 +369,7 @@ def _train_member(
             observer(epoch, lambda Xo, groups=None: predict_proba(model, data.pipeline, Xo, groups=groups))
     if best[1] is not None:
         model.load_state_dict(best[1])
-    if swa is not None:  # the averaged weights, which need BatchNorm statistics of their own
-        model.load_state_dict(swa.module.state_dict())
-    if swa is not None or cfg.bn_refresh:
+    if cfg.bn_refresh:
         fit = data.fit_idx
         refresh_batchnorm(model, data.pipeline, data.Xs[fit], cfg.batch_size, data.groups_of(fit))
     model.eval()
@@ -405,16 +396,7 @@ def _fit_epoch(
         xb = data.pipeline(data.Xs[b], augment, gen, data.groups_of(b))
         yb, wb = data.y_t[b], data.row_weight_of(b)
         with torch.autocast(data.device.type, dtype=torch.bfloat16, enabled=amp):
-            if cfg.mixup > 0:
-                lam = float(rng.beta(cfg.mixup, cfg.mixup))
-                perm = torch.from_numpy(rng.permutation(len(b))).to(data.device)
-                logits = model(lam * xb + (1 - lam) * xb[perm])
-                wp = None if wb is None else wb[perm]
-                loss = lam * data.loss_fn(logits, yb, row_weight=wb) + (1 - lam) * data.loss_fn(
-                    logits, yb[perm], row_weight=wp
-                )
-            else:
-                loss = data.loss_fn(model(xb), yb, row_weight=wb)
+            loss = data.loss_fn(model(xb), yb, row_weight=wb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -437,18 +419,16 @@ def val_uf1(model: torch.nn.Module, data: _FoldData) -> float:
 
 
 def lr_schedule(cfg: Config, n_batches: int) -> Callable[[int], float]:
-    """Learning-rate factor per optimiser step: linear warm-up, then a cosine to 0; with
-    ``swa_epochs`` the cosine ends at ``swa_lr`` where the constant averaging tail starts."""
-    total = (cfg.epochs - cfg.swa_epochs) * n_batches
+    """Learning-rate factor per optimiser step: linear warm-up, then a cosine to 0."""
+    total = cfg.epochs * n_batches
     warm = min(cfg.warmup_epochs * n_batches, total - 1)
-    floor = cfg.swa_lr if cfg.swa_epochs else 0.0
 
     def factor(s: int) -> float:
         if s < warm:
             return (s + 1) / (warm + 1)
         if s >= total:
-            return floor
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+            return 0.0
+        return 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
 
     return factor
 
@@ -458,8 +438,8 @@ def refresh_batchnorm(
     model: torch.nn.Module, pipeline: InputPipeline, Xs: torch.Tensor, batch_size: int, groups=None
 ) -> None:
     """Recompute BatchNorm running statistics with one pass over (training) inputs, without
-    augmentation and with dropout off, as at test time: averaged weights need statistics of
-    their own (``swa_epochs``), and the final weights get exact ones (``bn_refresh``) instead
+    augmentation and with dropout off, as at test time: the final weights get exact ones
+    (``bn_refresh``) instead
     of the running average over the last augmented training batches, which were computed
     with earlier weights (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021: precise
     BatchNorm)."""
