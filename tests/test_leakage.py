@@ -120,15 +120,15 @@ def test_tamper_check_catches_test_rows_in_the_normalisation(tiny_set, monkeypat
 def test_tamper_check_catches_test_rows_in_the_batchnorm_refresh(tiny_set, monkeypatch):
     """Put the leak in (the BatchNorm statistics recomputed after training on every sample of
     the set, the held-out subject's included): the tamper check fails."""
-    from glfnet.train import trainer
+    from glfnet.train import loop
 
-    real, current = trainer.refresh_batchnorm, {}
+    real, current = loop.refresh_batchnorm, {}
 
     def leaky(model, pipeline, Xs, batch_size, groups=None):
         everything = pipeline.prepare(torch.tensor(current["fs"].X))
         real(model, pipeline, everything, batch_size)
 
-    monkeypatch.setattr(trainer, "refresh_batchnorm", leaky)
+    monkeypatch.setattr(loop, "refresh_batchnorm", leaky)
     with pytest.raises(AssertionError):
         _check_tamper(tiny_set, CFG.replace(bn_refresh=True), on_set=lambda fs: current.update(fs=fs))
 

@@ -87,7 +87,7 @@ def test_lever_options_are_validated(bad):
 
 
 def test_schedule_warms_up_then_falls_to_zero_on_a_cosine():
-    from glfnet.train.trainer import lr_schedule
+    from glfnet.train.loop import lr_schedule
 
     f = lr_schedule(Config(epochs=10, warmup_epochs=2), 4)  # 40 steps, 8 of warm-up
     assert [f(s) for s in range(8)] == [(s + 1) / 9 for s in range(8)]
@@ -97,7 +97,7 @@ def test_schedule_warms_up_then_falls_to_zero_on_a_cosine():
 
 
 def test_refreshed_batchnorm_statistics_are_those_of_the_data():
-    from glfnet.train.trainer import refresh_batchnorm
+    from glfnet.train.bnstats import refresh_batchnorm
 
     net = glfnet.create_model("ststnet")
     pipe = InputPipeline("minmax", "signed", 28)
@@ -116,7 +116,7 @@ def test_batchnorm_refresh_changes_only_the_batchnorm_statistics():
     """``bn_refresh`` (a default) trains the same weights and replaces only the running
     statistics, by those of the un-augmented training inputs with dropout off (as at test
     time)."""
-    from glfnet.train.trainer import refresh_batchnorm
+    from glfnet.train.bnstats import refresh_batchnorm
 
     X, y, s = _data()
     cfg = FAST.replace(model="glfnet_t")
@@ -136,7 +136,7 @@ def test_batchnorm_refresh_changes_only_the_batchnorm_statistics():
 
 
 def test_batchnorm_refresh_keeps_dropout_off():
-    from glfnet.train.trainer import refresh_batchnorm
+    from glfnet.train.bnstats import refresh_batchnorm
 
     torch.manual_seed(0)
     net = glfnet.create_model("glfnet_t")  # dropout after the stem, before BatchNorm layers

@@ -59,15 +59,8 @@ from glfnet.eval.runner import _Clock, run_folds, write_results
 from glfnet.eval.splits import Fold, make_folds, subject_keys
 from glfnet.metrics import scores, uf1_uar
 from glfnet.models.registry import preset_revision
-from glfnet.train.trainer import (
-    FoldInput,
-    build_model,
-    determinism,
-    fold_seed,
-    input_size,
-    one_thread_on_cpu,
-    train_folds,
-)
+from glfnet.train.fold import build_model, input_size
+from glfnet.train.trainer import FoldInput, determinism, fold_seed, one_thread_on_cpu, train_folds
 
 RULES: tuple[str, ...] = typing.get_args(Rule)
 BOOTSTRAP_DRAWS = 1000

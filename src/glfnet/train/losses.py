@@ -89,7 +89,7 @@ def row_weights(y: npt.ArrayLike, groups: npt.ArrayLike, num_classes: int, beta:
     return out
 
 
-def build_loss(cfg: Config, counts: npt.ArrayLike) -> nn.Module:
+def build_loss(cfg: Config, counts: npt.ArrayLike) -> ClassBalancedLoss:
     """``cfg.loss``: cb -> class-balanced weights (``cb_beta``); ce -> equal weights."""
     beta = cfg.cb_beta if cfg.loss == "cb" else None
     return ClassBalancedLoss(counts, beta=beta, label_smoothing=cfg.label_smoothing)

@@ -39,7 +39,7 @@ from glfnet.data.pipeline import InputPipeline
 from glfnet.errors import ConfigError, ModelFileError
 from glfnet.models.registry import preset_args_at
 from glfnet.preprocess.pipeline import PrepParams
-from glfnet.train.trainer import build_model
+from glfnet.train.fold import build_model
 
 MODEL_FORMAT, MODEL_VERSION = "glfnet-model", 1
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
