@@ -1,4 +1,5 @@
-"""Print glfnet's import graph by layer and check that every import points down.
+"""Print glfnet's import graph by layer; check that every import points down and that no
+module imports itself round a circle.
 
     python tools/import_graph.py            # layers, edges between packages, violations
     python tools/import_graph.py --dot      # Graphviz source of the package graph
@@ -18,12 +19,16 @@ Layers, lowest first (a module may import its own layer's package or any lower l
 
 Imports inside functions count: a lazy import is still a dependency. Inside ``glfnet.cli``
 only ``main`` may import the command modules; a command module imports ``cli.common`` at most.
-Exit status 1 when a rule is broken, so the test suite runs this file.
+Between modules (files) there is no circle, not even inside one package: a module that
+imports a module that imports it back (directly or round a longer loop) is reported, its
+circle spelled out (Tarjan's strongly connected components, SIAM J. Comput. 1972). Exit
+status 1 when a rule is broken, so the test suite runs this file.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import sys
 from pathlib import Path
 
@@ -89,6 +94,7 @@ def imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int]]:
 def check() -> tuple[list[tuple[str, str]], list[str]]:
     mods = modules()
     edges, problems = set(), []
+    graph: dict[str, dict[str, str]] = {name: {} for name in mods}  # module -> {import: where}
     for name, path in mods.items():
         rank, prefix = layer_of(name)
         for target, line in imports(name, path, set(mods)):
@@ -97,6 +103,7 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
             t_rank, t_prefix = layer_of(target)
             edges.add((prefix, t_prefix))
             where = f"{path.relative_to(SRC.parent)}:{line}"
+            graph[name].setdefault(target, where)
             if t_rank > rank:
                 problems.append(
                     f"{where}: {name} ({LAYERS[rank][0]}) imports {target} "
@@ -116,7 +123,65 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
                 problems.append(
                     f"{where}: {name} imports {target}: command modules call the library, not each other"
                 )
+    problems += [_describe(circle, graph) for circle in circles(graph)]
     return sorted(e for e in edges if e[0] != e[1]), sorted(set(problems))
+
+
+def circles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
+    """One circle (a list of modules, the first repeated at the end) per group of modules
+    that import each other: the strongly connected components of more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [_circle(group, graph) for group in sorted(groups)]
+
+
+def _circle(group: list[str], graph: dict[str, dict[str, str]]) -> list[str]:
+    """A shortest circle through the first module of ``group`` (breadth first, inside it)."""
+    start, inside = group[0], set(group)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v]):
+                if w == start:
+                    return paths[v] + [start]
+                if w in inside and w not in paths:
+                    paths[w] = paths[v] + [w]
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"no circle through {start}")  # a strongly connected group has one
+
+
+def _describe(circle: list[str], graph: dict[str, dict[str, str]]) -> str:
+    """``FILE:LINE: import circle a -> b -> a (where each import is)``."""
+    wheres = [graph[a][b] for a, b in itertools.pairwise(circle)]
+    return f"{wheres[0]}: import circle {' -> '.join(circle)} ({', '.join(wheres)})"
 
 
 def main(argv: list[str]) -> int:
