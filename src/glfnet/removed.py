@@ -1,7 +1,8 @@
 """Options removed after commit 75f388f, and how files written before that name them.
 
-Each was measured without gain in the development study and removed; docs/training.md
-("Removed options") keeps one line per option: what it was, what it scored. A run directory's
+None is used by a preset, the ablation or the nested-selection menu, and none gained where the
+development study measured it; docs/training.md ("Removed options") keeps one line per option:
+what it was, what it scored. A run directory's
 ``config.yaml``, a ``--config`` file, a menu or a model directory written earlier may still
 name one. At the value where it changed nothing it is dropped when the file is read (old runs
 resume, old models load); at any other value the file describes a training or a network this
@@ -36,7 +37,7 @@ PIPELINE = {"tta": False}
 
 def _stop(where: str, what: str, error: type[GlfnetError]) -> GlfnetError:
     return error(
-        f"{where}: {what} was removed from glfnet in this version (measured without gain; "
+        f"{where}: {what} was removed from glfnet in this version (it gained nothing: "
         "docs/training.md, Removed options), so this version cannot reproduce what the file "
         f"describes. Use glfnet at commit {LAST_COMMIT} for it, or delete the option."
     )
