@@ -18,7 +18,8 @@ from glfnet.errors import ConfigError
 from glfnet.eval import runner
 from glfnet.eval.splits import loso_folds
 from glfnet.train.batched import MaskedBatchNorm2d, StackedAdamW, _template
-from glfnet.train.trainer import FoldInput, build_model, train_fold, train_folds
+from glfnet.train.fold import build_model
+from glfnet.train.trainer import FoldInput, train_fold, train_folds
 
 NO_DROPOUT = {"ststnet": {"drop_rate": 0.0}, "glfnet_t": {"drop_rate": 0.0, "stem_drop": 0.0}}
 
@@ -44,7 +45,7 @@ def _params_close(a, b, atol):
 @pytest.mark.slow
 @pytest.mark.parametrize("bn_refresh", [False, True])
 def test_batched_networks_equal_networks_trained_one_at_a_time(bn_refresh):
-    """Padding, masked BatchNorm, per-network schedules and AdamW states, mixup, augmentation,
+    """Padding, masked BatchNorm, per-network schedules and AdamW states, augmentation,
     early stopping and the BatchNorm refresh: every network of the batch ends where it ends
     alone."""
     folds = _folds()
@@ -53,7 +54,6 @@ def test_batched_networks_equal_networks_trained_one_at_a_time(bn_refresh):
         model_args=NO_DROPOUT["ststnet"],
         epochs=3,
         batch_size=16,
-        mixup=0.4,
         val_subjects=0.3,
         bn_refresh=bn_refresh,
     )
@@ -176,19 +176,19 @@ def test_masked_batchnorm_counts_only_real_rows():
 def test_loso_with_fold_batch_gives_the_results_of_one_fold_at_a_time(tiny_set, tmp_path, monkeypatch):
     """The run level: `fold_batch` 4 (units of four folds, one batched network each) and 1
     give the same predictions (dropout off; with it, the same within seed noise)."""
-    import glfnet.train.batched as batched
+    from glfnet.train import trainer
 
     cfg = Config(
         model="ststnet", model_args=NO_DROPOUT["ststnet"], epochs=2, batch_size=16, ensemble=1, report=False
     )
     one = runner.run_protocol(tiny_set, cfg.replace(fold_batch=1), tmp_path / "one")
-    sizes, real = [], batched.train_batched
+    sizes, real = [], trainer.BatchedStepper
 
     def spy(jobs, *args, **kwargs):  # the batched engine really trains the units
         sizes.append(len(jobs))
         return real(jobs, *args, **kwargs)
 
-    monkeypatch.setattr(batched, "train_batched", spy)
+    monkeypatch.setattr(trainer, "BatchedStepper", spy)
     four = runner.run_protocol(tiny_set, cfg.replace(fold_batch=4, jobs=1), tmp_path / "four")
     n = len(loso_folds(tiny_set.samples))
     assert sizes == [4] * (n // 4) + ([n % 4] if n % 4 > 1 else [])

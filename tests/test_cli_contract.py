@@ -72,7 +72,7 @@ def test_help_derives_choices_and_defaults(capsys):
         assert f"[default: {getattr(Config, field)}]" in out
     assert "[default: 0]" in out and f"[default: {Config.epochs}]" in out
     assert all(name in out for name in list_models())
-    assert "fusion=aff|gate|concat|sum" in out  # the model's own Literal, via the registry
+    assert "fusion=aff|concat|sum" in out  # the model's own Literal, via the registry
 
 
 # the commands whose options come from one table (cli/options.py)
@@ -135,7 +135,7 @@ def test_train_takes_the_training_options_of_loso():
             ["--model", "ststnet", "--model-arg", "fusion=concat"],
             "model `ststnet`: it has no option `fusion`; its options are: img_size, widths, drop_rate",
         ),
-        (["--model-arg", "fusion=foo"], "option `fusion`: 'foo' is not allowed; choose aff | gate"),
+        (["--model-arg", "fusion=foo"], "option `fusion`: 'foo' is not allowed; choose aff | concat"),
     ],
 )
 def test_errors_name_flags(flat_dir, tmp_path, capsys, argv, message):
@@ -254,7 +254,7 @@ def test_parse_int_list_and_plural():
 def test_choices_are_spelled_once():
     hints = typing.get_type_hints(Config)
     literal = [f for f, h in hints.items() if typing.get_origin(h) is typing.Literal]
-    assert {"protocol", "loss", "base_loss", "input_norm", "device"} <= set(literal)
+    assert {"protocol", "loss", "input_norm", "device"} <= set(literal)
     for field in literal:
         allowed = typing.get_args(hints[field])
         assert Config.choices(field) == allowed

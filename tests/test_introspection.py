@@ -23,12 +23,9 @@ def _maps(model, n=3):
     ("args", "keys"),
     [
         ({}, {"global", "regions", "fusion"}),
-        ({"fusion": "gate"}, {"global", "regions", "fusion"}),
-        ({"global_attn": "cbam"}, {"global", "regions", "fusion"}),
         ({"local_branch": False}, {"global"}),
         ({"global_branch": False}, {"regions"}),
         ({"fusion": "concat"}, {"global", "regions"}),
-        ({"global_attn": "none"}, {"regions", "fusion"}),
         ({"region_gate": False}, {"global", "fusion"}),
     ],
     ids=lambda v: str(v),
@@ -46,15 +43,6 @@ def test_attention_maps_hold_what_the_variant_has(args, keys):
     assert not any(getattr(m, "keep_maps", False) for m in model.modules())  # switched off again
 
 
-def test_gated_fusion_shares_are_global_first_and_sum_to_one():
-    model = create_model("glfnet_s", fusion="gate")
-    fusion = _maps(model)["fusion"]
-    torch.testing.assert_close(fusion.sum(1), torch.ones(3))
-    share = model.fusion.last_weights  # (B, 2C): 1 - M for the global branch, then M
-    c = share.shape[1] // 2
-    torch.testing.assert_close(fusion[:, 0], share[:, :c].mean(1))
-
-
 def test_an_ensemble_shows_its_first_member_and_ststnet_nothing():
     torch.manual_seed(1)
     members = [create_model("glfnet_s") for _ in range(2)]
@@ -67,14 +55,11 @@ def test_string_options_come_from_literal_aliases():
     hints = typing.get_type_hints(G.GLFNet.__init__)
     for name, alias in (
         ("fusion", G.Fusion),
-        ("global_attn", G.GlobalAttn),
         ("head", G.Head),
         ("stem", G.Stem),
-        ("branch_block", G.BranchBlock),
     ):
         assert hints[name] == alias and G.CHOICES[name] == typing.get_args(alias)
-    assert "gate" in G.CHOICES["fusion"]
-    with pytest.raises(ValueError, match=r"fusion must be aff, gate, concat or sum, not 'foo'"):
+    with pytest.raises(ValueError, match=r"fusion must be aff, concat or sum, not 'foo'"):
         G.GLFNet(fusion="foo")
-    with pytest.raises(ValueError, match=r"branch_block must be basic or conv"):
-        G.GLFNet(branch_block="dense")
+    with pytest.raises(ValueError, match=r"stem must be resnet or shallow"):
+        G.GLFNet(stem="dense")

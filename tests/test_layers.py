@@ -1,5 +1,6 @@
-"""The import layering: glfnet's imports point down (tools/import_graph.py is the contract), and
-the checker itself catches an import that points up, sideways or between CLI commands."""
+"""The import layering: glfnet's imports point down and go round no circle
+(tools/import_graph.py is the contract), and the checker itself catches an import that points
+up, sideways or between CLI commands, and a circle between modules."""
 
 from __future__ import annotations
 
@@ -139,7 +140,40 @@ def test_checker_passes_a_clean_tree(tmp_path, monkeypatch):
 def test_checker_catches_a_broken_rule(tmp_path, monkeypatch, capsys, rel, text, expected):
     monkeypatch.setattr(graph, "SRC", _tree(tmp_path, {**CLEAN, rel: text}))
     _, problems = graph.check()
-    assert len(problems) == 1 and expected in problems[0], problems
-    assert problems[0].startswith(f"src/glfnet/{rel}:")
+    rules = [p for p in problems if "import circle" not in p]  # (an upward import may close one)
+    assert len(rules) == 1 and expected in rules[0], problems
+    assert rules[0].startswith(f"src/glfnet/{rel}:")
     assert graph.main([]) == 1  # the command's exit status fails CI
-    assert "1 rule(s) broken" in capsys.readouterr().out
+    assert f"{len(problems)} rule(s) broken" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        # two modules of one package, one of them importing lazily (the circle 75f388f had)
+        (
+            {
+                "train/batched.py": "from glfnet.train import trainer\n",
+                "train/trainer.py": "def f():\n    from glfnet.train.batched import g\n",
+            },
+            "src/glfnet/train/batched.py:1: import circle glfnet.train.batched -> "
+            "glfnet.train.trainer -> glfnet.train.batched (src/glfnet/train/batched.py:1, "
+            "src/glfnet/train/trainer.py:2)",
+        ),
+        # three modules, a relative import among them
+        (
+            {
+                "data/a.py": "from . import b\n",
+                "data/b.py": "import glfnet.data.c\n",
+                "data/c.py": "\n\nfrom glfnet.data.a import x\n",
+            },
+            "import circle glfnet.data.a -> glfnet.data.b -> glfnet.data.c -> glfnet.data.a "
+            "(src/glfnet/data/a.py:1, src/glfnet/data/b.py:1, src/glfnet/data/c.py:3)",
+        ),
+    ],
+)
+def test_checker_catches_an_import_circle(tmp_path, monkeypatch, files, expected):
+    monkeypatch.setattr(graph, "SRC", _tree(tmp_path, {**CLEAN, **files}))
+    _, problems = graph.check()
+    assert len(problems) == 1 and expected in problems[0], problems
+    assert graph.main([]) == 1

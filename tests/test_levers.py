@@ -1,5 +1,6 @@
-"""The accuracy levers: the glfnet_t preset, signed inputs, seed ensembles, flip TTA, mixup.
-Each changes what it says and nothing else (their leak tests are in test_leakage.py)."""
+"""The accuracy levers: the glfnet_t preset, signed inputs, seed ensembles, the learning-rate
+schedule, the BatchNorm refresh. Each changes what it says and nothing else (their leak tests
+are in test_leakage.py)."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ from glfnet.config import Config, build_config
 from glfnet.data import transforms as T
 from glfnet.data.pipeline import InputPipeline
 from glfnet.errors import ConfigError
-from glfnet.models.ensemble import Ensemble
 from glfnet.models.inference import predict_proba
+from glfnet.models.ensemble import Ensemble
 from glfnet.train.trainer import train_fold
 
 FAST = Config(epochs=2, batch_size=16, ensemble=1)
@@ -80,89 +81,24 @@ def test_ensemble_member_zero_is_the_single_model():
     assert [h["member"] for h in ens.history] == [0] * 2 + [1] * 2
 
 
-@pytest.mark.slow
-def test_flip_tta_averages_the_image_and_its_mirror():
-    X, y, subj = _data()
-    trained = train_fold(X, y, subj, FAST.replace(model="ststnet"), 3, "minmax", seed=1)
-    pipe = trained.pipeline
-    Xt = torch.tensor(X[:6])
-    plain = predict_proba(trained.model, pipe, Xt)
-    with torch.no_grad():  # the mirror in the signed domain: flipped image, u negated
-        mirrored = torch.softmax(trained.model(pipe(T.hflip(pipe.prepare(Xt)))), 1).numpy()
-    assert not np.allclose(plain, mirrored, atol=1e-3)
-    pipe.tta = True
-    both = predict_proba(trained.model, pipe, Xt)
-    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-5)
-    assert InputPipeline.from_state(pipe.state()).tta
-
-
-@pytest.mark.slow
-def test_mixup_changes_training_and_stays_deterministic():
-    X, y, subj = _data()
-    cfg = FAST.replace(model="ststnet")
-    plain = train_fold(X, y, subj, cfg, 3, "minmax", seed=2)
-    mix = [train_fold(X, y, subj, cfg.replace(mixup=0.4), 3, "minmax", seed=2) for _ in range(2)]
-    a, b, c = (t.model.state_dict() for t in (plain, *mix))
-    assert all(torch.equal(b[k], c[k]) for k in b)
-    assert not all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.mark.parametrize("bad", [{"ensemble": 0}, {"mixup": -1.0}, {"input_norm": "zscore"}])
+@pytest.mark.parametrize("bad", [{"ensemble": 0}, {"val_subjects": 1.0}, {"input_norm": "zscore"}])
 def test_lever_options_are_validated(bad):
     with pytest.raises(ConfigError, match=next(iter(bad))):
         build_config(**bad)
 
 
-def test_branch_dropout_acts_in_training_only():
-    torch.manual_seed(0)
-    a = glfnet.create_model("glfnet_t")
-    torch.manual_seed(0)
-    b = glfnet.create_model("glfnet_t", branch_drop=0.3)
-    b.load_state_dict(a.state_dict())  # no new parameters
-    x = torch.randn(4, 3, 28, 28)
-    with torch.no_grad():
-        assert torch.allclose(a.eval()(x), b.eval()(x))
-        a.train(), b.train()
-        assert not torch.allclose(a.forward_features(x), b.forward_features(x))
+def test_schedule_warms_up_then_falls_to_zero_on_a_cosine():
+    from glfnet.train.loop import lr_schedule
 
-
-def test_gated_fusion_chooses_between_the_branches():
-    from glfnet.models.glfnet import GatedFusion
-
-    fuse = GatedFusion(16).eval()
-    fuse.keep_maps = True
-    g, l = torch.randn(2, 16, 5, 5), torch.randn(2, 16, 5, 5)
-    with torch.no_grad():
-        out = fuse(g, l)
-        m = torch.sigmoid(fuse.pooled(g.add(l).mean((2, 3), keepdim=True)) + fuse.point(g + l))
-    assert torch.allclose(out, m * l + (1 - m) * g, atol=1e-6)
-    w = fuse.last_weights
-    assert w.shape == (2, 32) and torch.allclose(w[:, :16] + w[:, 16:], torch.ones(2, 16))
-    net = glfnet.create_model("glfnet_t", fusion="gate")
-    assert isinstance(net.fusion, GatedFusion) and net(torch.randn(2, 3, 28, 28)).shape == (2, 3)
-
-
-@pytest.mark.slow
-def test_weight_averaging_tail_holds_the_rate_and_averages_the_last_epochs():
-    from glfnet.train.trainer import lr_schedule
-
-    plain = lr_schedule(Config(epochs=10, warmup_epochs=2), 4)
-    swa = lr_schedule(Config(epochs=10, warmup_epochs=2, swa_epochs=3, swa_lr=0.2), 4)
-    assert plain(39) < 0.01 and plain(8) == pytest.approx(1.0)
-    assert swa(8) == pytest.approx(1.0) and [swa(s) for s in range(28, 40)] == [0.2] * 12
-    assert swa(27) > 0.2  # the cosine reaches the tail's rate at its start
-    X, y, s = _data()
-    fold = train_fold(X, y, s, FAST.replace(epochs=3, swa_epochs=2), 3, "minmax", seed=0)
-    assert [round(h["lr"] / FAST.lr, 6) for h in fold.history][1:] == [0.25, 0.25]
-    assert np.allclose(fold.predict_proba(X).sum(1), 1, atol=1e-5)
-    with pytest.raises(ConfigError, match="swa_epochs"):
-        build_config(epochs=5, swa_epochs=5)
-    with pytest.raises(ConfigError, match="val_subjects"):
-        build_config(swa_epochs=2, val_subjects=0.2)
+    f = lr_schedule(Config(epochs=10, warmup_epochs=2), 4)  # 40 steps, 8 of warm-up
+    assert [f(s) for s in range(8)] == [(s + 1) / 9 for s in range(8)]
+    assert f(8) == pytest.approx(1.0) and f(24) == pytest.approx(0.5)
+    assert 0 < f(39) < 0.01 and f(40) == 0.0
+    assert all(f(s) > f(s + 1) for s in range(8, 40))
 
 
 def test_refreshed_batchnorm_statistics_are_those_of_the_data():
-    from glfnet.train.trainer import refresh_batchnorm
+    from glfnet.train.bnstats import refresh_batchnorm
 
     net = glfnet.create_model("ststnet")
     pipe = InputPipeline("minmax", "signed", 28)
@@ -181,7 +117,7 @@ def test_batchnorm_refresh_changes_only_the_batchnorm_statistics():
     """``bn_refresh`` (a default) trains the same weights and replaces only the running
     statistics, by those of the un-augmented training inputs with dropout off (as at test
     time)."""
-    from glfnet.train.trainer import refresh_batchnorm
+    from glfnet.train.bnstats import refresh_batchnorm
 
     X, y, s = _data()
     cfg = FAST.replace(model="glfnet_t")
@@ -201,7 +137,7 @@ def test_batchnorm_refresh_changes_only_the_batchnorm_statistics():
 
 
 def test_batchnorm_refresh_keeps_dropout_off():
-    from glfnet.train.trainer import refresh_batchnorm
+    from glfnet.train.bnstats import refresh_batchnorm
 
     torch.manual_seed(0)
     net = glfnet.create_model("glfnet_t")  # dropout after the stem, before BatchNorm layers

@@ -63,13 +63,12 @@ def test_plaincnn_baseline():
         glfnet.create_model("plaincnn", widths=[])
 
 
-@pytest.mark.parametrize("halo", [0, 2])
-def test_local_block_routes_each_quadrant_through_its_own_block(halo):
+def test_local_block_routes_each_quadrant_through_its_own_block():
     """Output quadrant k (top-left, top-right, bottom-left, bottom-right) is block k applied
-    to input quadrant k (read with ``halo`` pixels of context, then cropped back): a test
-    that fails if regions were routed to the wrong blocks or put back in the wrong place."""
+    to input quadrant k: a test that fails if regions were routed to the wrong blocks or put
+    back in the wrong place."""
     torch.manual_seed(0)
-    blk = LocalBlock(4, 4, region_gate=False, stride=1, halo=halo).eval()
+    blk = LocalBlock(4, 4, region_gate=False).eval()
     params = [{id(p) for p in r.parameters()} for r in blk.regions]
     assert all(not (params[i] & params[j]) for i in range(4) for j in range(i + 1, 4))
     for r in blk.regions:  # make the four blocks clearly different functions
@@ -79,31 +78,20 @@ def test_local_block_routes_each_quadrant_through_its_own_block(halo):
     x = torch.randn(2, 4, 10, 10)
     with torch.no_grad():
         y = blk(x)
-        a = halo
-        crops = {
-            0: (slice(0, 5 + a), slice(0, 5 + a)),
-            1: (slice(0, 5 + a), slice(5 - a, 10)),
-            2: (slice(5 - a, 10), slice(0, 5 + a)),
-            3: (slice(5 - a, 10), slice(5 - a, 10)),
-        }
         places = {
             0: (slice(0, 5), slice(0, 5)),
             1: (slice(0, 5), slice(5, 10)),
             2: (slice(5, 10), slice(0, 5)),
             3: (slice(5, 10), slice(5, 10)),
         }
-        for k in range(4):
-            out = blk.regions[k](x[..., crops[k][0], crops[k][1]])
-            r0 = 0 if k in (0, 1) else a
-            c0 = 0 if k in (0, 2) else a
-            expect = out[..., r0 : r0 + 5, c0 : c0 + 5]
-            assert torch.allclose(y[..., places[k][0], places[k][1]], expect, atol=1e-5), k
-            other = blk.regions[(k + 1) % 4](x[..., crops[k][0], crops[k][1]])[..., r0 : r0 + 5, c0 : c0 + 5]
+        for k, (rows, cols) in places.items():
+            expect = blk.regions[k](x[..., rows, cols])
+            assert torch.allclose(y[..., rows, cols], expect, atol=1e-5), k
+            other = blk.regions[(k + 1) % 4](x[..., rows, cols])
             assert not torch.allclose(expect, other, atol=1e-3)  # the blocks are distinguishable
-        if halo == 0:  # no context across the cut: the bottom-right input cannot reach top-left
-            x2 = x.clone()
-            x2[..., 5:, 5:] += 5
-            assert torch.allclose(blk(x2)[..., :5, :5], y[..., :5, :5])
+        x2 = x.clone()  # no context across the cut: the bottom-right input cannot reach top-left
+        x2[..., 5:, 5:] += 5
+        assert torch.allclose(blk(x2)[..., :5, :5], y[..., :5, :5])
     with pytest.raises(ValueError, match="even size"):
         blk(torch.randn(1, 4, 7, 7))
 
@@ -115,8 +103,6 @@ def test_ablation_switches():
         {"local_branch": False},
         {"fusion": "concat"},
         {"fusion": "sum"},
-        {"global_attn": "cbam"},
-        {"global_attn": "none"},
     ):
         m = glfnet.create_model("glfnet_s", **kw)
         assert m(x).shape == (2, 3), kw

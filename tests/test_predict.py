@@ -141,7 +141,7 @@ def test_model_directory(model_dir, cache_dir):
         "ensemble": 1,
         "revision": 3,
     }
-    assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std", "tta"}
+    assert set(cfg["pipeline"]) == {"encoding", "input_norm", "size", "mean", "std"}
     assert cfg["data"]["n_samples"] == 9 and len(cfg["data"]["digest"]) == 16
     assert cfg["training"]["config"]["epochs"] == 15 and cfg["training"]["seed"] == 0
     assert "NOT an evaluation" in cfg["purpose"]
@@ -362,6 +362,33 @@ def test_config_damaged_or_mismatched(tmp_path, model_dir):
     other.load_state_dict({k: v + 1 if v.dtype == torch.float32 else v for k, v in state.items()})
     checkpoint.save(d / "model.safetensors", other, meta)
     assert "SHA-256" in _load_error(d)
+
+
+@pytest.mark.slow
+def test_a_model_directory_naming_a_removed_option(capsys, tmp_path, model_dir, cache_dir, rec, clip):
+    """Written before options were removed (glfnet.removed): at their no-op values they are
+    ignored and the model predicts as before; a test-time flip or a network this version no
+    longer builds stops with the file and the option named, exit code 2."""
+    from glfnet import Recognizer
+
+    d = _copy(model_dir, tmp_path)
+    c = d / "config.json"
+    good = json.loads(c.read_text())
+    old = json.loads(json.dumps(good))
+    old["pipeline"]["tta"] = False  # as commit 75f388f wrote every model directory
+    old["model"]["args"].update(region_halo=0, branch_stride=2, branch_block="basic", branch_drop=0.0)
+    c.write_text(json.dumps(old))
+    flow = cache.load_flow(cache_dir / cache.read_manifest(cache_dir)["file"].iloc[0])
+    assert np.array_equal(Recognizer.load(d).predict_flow(flow), rec.predict_flow(flow))
+    refused = (("pipeline", "tta", True), ("args", "fusion", "gate"), ("args", "region_halo", 2))
+    for where, key, value in refused:
+        bad = json.loads(json.dumps(old))
+        (bad["pipeline"] if where == "pipeline" else bad["model"]["args"])[key] = value
+        c.write_text(json.dumps(bad))
+        msg = _load_error(d)
+        assert str(c) in msg and f"`{key}`" in msg and "removed from glfnet in this version" in msg
+    code, _, err = cli(capsys, "predict", "--model", d, "--frames", clip["folder"])
+    assert code == 2 and "`region_halo`" in err and "removed" in err
 
 
 # ----------------------------------------------------------------------------- bad inputs

@@ -203,7 +203,7 @@ def test_lodo(tiny_set, tmp_path):
 def test_checkpoints_reproduce_fold_predictions(tiny_set, tmp_path):
     from glfnet.data.pipeline import InputPipeline
     from glfnet.models.inference import predict_proba
-    from glfnet.train.trainer import build_model
+    from glfnet.train.fold import build_model
 
     cfg = FAST.replace(model="glfnet_s", save_checkpoints=True, epochs=1, ensemble=2)  # as the default
     runner.run_protocol(tiny_set, cfg, tmp_path / "ck")

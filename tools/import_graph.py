@@ -1,11 +1,12 @@
-"""Print glfnet's import graph by layer and check that every import points down.
+"""Print glfnet's import graph by layer; check that every import points down and that no
+module imports itself round a circle.
 
     python tools/import_graph.py            # layers, edges between packages, violations
     python tools/import_graph.py --dot      # Graphviz source of the package graph
 
 Layers, lowest first (a module may import its own layer's package or any lower layer):
 
-    0 foundation  glfnet._version, errors, io, metrics, checkpoint
+    0 foundation  glfnet._version, errors, io, metrics, checkpoint, removed
     1 data        glfnet.data.*        flow sets, readers, protocols, transforms, input pipeline
     2 preprocess  glfnet.preprocess.*  faces, optical flow, media reading, preparing caches
     3 models      glfnet.models.*      networks, registry, introspection
@@ -20,19 +21,23 @@ Imports inside functions count: a lazy import is still a dependency. Inside ``gl
 only ``main`` may import the command modules (``*_cmd``); a command module imports the shared
 modules of ``glfnet.cli`` (contract, messages, options, progress, steps, prepare_view), never
 another command or ``main``, and the shared modules import no command.
-Exit status 1 when a rule is broken, so the test suite runs this file.
+Between modules (files) there is no circle, not even inside one package: a module that
+imports a module that imports it back (directly or round a longer loop) is reported, its
+circle spelled out (Tarjan's strongly connected components, SIAM J. Comput. 1972). Exit
+status 1 when a rule is broken, so the test suite runs this file.
 """
 
 from __future__ import annotations
 
 import ast
+import itertools
 import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
 LAYERS = [
-    ("foundation", ["glfnet._version", "glfnet.errors", "glfnet.io", "glfnet.metrics", "glfnet.checkpoint"]),
+    ("foundation", [f"glfnet.{m}" for m in ("_version", "errors", "io", "metrics", "checkpoint", "removed")]),
     ("data", ["glfnet.data"]),
     ("preprocess", ["glfnet.preprocess"]),
     ("models", ["glfnet.models"]),
@@ -97,6 +102,7 @@ def _is_command(module: str) -> bool:
 def check() -> tuple[list[tuple[str, str]], list[str]]:
     mods = modules()
     edges, problems = set(), []
+    graph: dict[str, dict[str, str]] = {name: {} for name in mods}  # module -> {import: where}
     for name, path in mods.items():
         rank, prefix = layer_of(name)
         for target, line in imports(name, path, set(mods)):
@@ -105,6 +111,7 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
             t_rank, t_prefix = layer_of(target)
             edges.add((prefix, t_prefix))
             where = f"{path.relative_to(SRC.parent)}:{line}"
+            graph[name].setdefault(target, where)
             if t_rank > rank:
                 problems.append(
                     f"{where}: {name} ({LAYERS[rank][0]}) imports {target} "
@@ -124,7 +131,65 @@ def check() -> tuple[list[tuple[str, str]], list[str]]:
                         else "the shared modules of the command line import no command"
                     )
                 )
+    problems += [_describe(circle, graph) for circle in circles(graph)]
     return sorted(e for e in edges if e[0] != e[1]), sorted(set(problems))
+
+
+def circles(graph: dict[str, dict[str, str]]) -> list[list[str]]:
+    """One circle (a list of modules, the first repeated at the end) per group of modules
+    that import each other: the strongly connected components of more than one module."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, {}):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return [_circle(group, graph) for group in sorted(groups)]
+
+
+def _circle(group: list[str], graph: dict[str, dict[str, str]]) -> list[str]:
+    """A shortest circle through the first module of ``group`` (breadth first, inside it)."""
+    start, inside = group[0], set(group)
+    paths = {start: [start]}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for v in frontier:
+            for w in sorted(graph[v]):
+                if w == start:
+                    return paths[v] + [start]
+                if w in inside and w not in paths:
+                    paths[w] = paths[v] + [w]
+                    nxt.append(w)
+        frontier = nxt
+    raise AssertionError(f"no circle through {start}")  # a strongly connected group has one
+
+
+def _describe(circle: list[str], graph: dict[str, dict[str, str]]) -> str:
+    """``FILE:LINE: import circle a -> b -> a (where each import is)``."""
+    wheres = [graph[a][b] for a, b in itertools.pairwise(circle)]
+    return f"{wheres[0]}: import circle {' -> '.join(circle)} ({', '.join(wheres)})"
 
 
 def main(argv: list[str]) -> int:

@@ -5,7 +5,7 @@ every run directory as ``config.yaml``; feeding that file back with ``--config``
 the run. Defaults were chosen on the SMIC development set (docs/training.md).
 
 Fields with fixed choices are typed with the ``Literal`` aliases below (``Protocol``,
-``Loss``, ``BaseLoss``, ``InputNorm``, ``Device``): validation and the command line read
+``Loss``, ``InputNorm``, ``Device``): validation and the command line read
 the allowed values from them. Error messages name fields in backticks (```epochs```).
 """
 
@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 import yaml
 
+from glfnet import removed
 from glfnet.errors import ConfigError
 
 # Allowed values, spelled once: validation, the losses and the command line's help and
 # parsing all read them (``typing.get_args``).
 Protocol = Literal["loso", "lodo"]  # leave one subject / one database out
 Loss = Literal["cb", "ce"]  # class-balanced (the paper's) | equal weights
-BaseLoss = Literal["ce", "focal"]
 # signed: per-image unit range, zero motion kept at zero | minmax: per-image min-max to
 # [0, 1] (the release encoding) | global: raw magnitudes; then fold standardisation
 InputNorm = Literal["signed", "minmax", "global"]
@@ -57,8 +57,6 @@ class Config:
     # loss
     loss: Loss = "cb"
     cb_beta: float = 0.999
-    base_loss: BaseLoss = "ce"
-    focal_gamma: float = 2.0
     label_smoothing: float = 0.1
     # input and augmentation
     input_norm: InputNorm = "signed"
@@ -66,15 +64,11 @@ class Config:
     rotate: float = 10.0  # max degrees
     scale: float = 0.05  # max relative zoom
     translate: float = 0.05  # max shift, fraction of the image size
-    mixup: float = 0.0  # Beta(a, a) mixing of training pairs; 0 = off
     # variance reduction (fixed before any test subject is seen)
     ensemble: int = 2  # networks per fold, probabilities averaged (seed ensemble)
-    tta: bool = False  # test-time flip: average the prediction of the image and its mirror
     db_norm: bool = False  # per-database input statistics (database = metadata, not a label)
     cb_per_database: bool = False  # class-balanced weights counted within each database
     bn_per_database: bool = False  # BatchNorm statistics per database after training (AdaBN)
-    swa_epochs: int = 0  # >0: the last N epochs at a constant learning rate, weights averaged
-    swa_lr: float = 0.25  # that constant rate, as a fraction of lr
     bn_refresh: bool = True  # recompute BatchNorm statistics after training (training rows, no augmentation)
     # model selection (never on the test subject)
     val_subjects: float = 0.0  # >0: early stopping on this fraction of *training* subjects
@@ -102,7 +96,7 @@ class Config:
             _check_choice(name, getattr(self, name), allowed)
         _check_choice("model", self.model, tuple(list_models()))
         self._check_ranges()
-        self._check_combinations()
+        _check_backend(self.backend, self.ray_address)
         check_model_args(self.model, self.model_args, self.input_size)
         check_device(self.device)
         if self.amp and int(self.fold_batch) > 1 and not autocast_reaches_batched_convs(self.device):
@@ -128,10 +122,6 @@ class Config:
             )
         if int(self.ensemble) < 1:
             raise ConfigError(f"`ensemble` must be at least 1 (networks per fold), got {self.ensemble}")
-        if not 0 < self.swa_lr <= 1:
-            raise ConfigError(f"`swa_lr` is a fraction of `lr` in (0, 1], got {self.swa_lr}")
-        if self.mixup < 0:
-            raise ConfigError(f"`mixup` is a Beta(a, a) parameter, 0 (off) or more, got {self.mixup}")
         if not 0 < self.cb_beta < 1:
             raise ConfigError(f"`cb_beta` must be in (0, 1), got {self.cb_beta}")
         if self.lr <= 0:
@@ -142,18 +132,6 @@ class Config:
             )
         if not self.seeds:
             raise ConfigError("`seeds`: give at least one seed")
-
-    def _check_combinations(self) -> None:
-        if not 0 <= int(self.swa_epochs) < int(self.epochs):
-            raise ConfigError(
-                f"`swa_epochs` must be 0 (off) or fewer than `epochs` ({self.epochs}), got {self.swa_epochs}"
-            )
-        if self.swa_epochs and self.val_subjects > 0:
-            raise ConfigError(
-                "`swa_epochs` averages the last epochs' weights and "
-                "`val_subjects` picks one epoch: use one of them"
-            )
-        _check_backend(self.backend, self.ray_address)
 
     def fold_batch_size(self) -> int:
         """Folds (or ensemble members) per batched model: ``fold_batch``, or for 0 (auto) 1 on
@@ -265,7 +243,9 @@ def cpu_has_bf16() -> bool:
 
 
 def load_yaml(path: str | Path) -> dict:
-    """The options in a YAML configuration file (a run's config.yaml reads back)."""
+    """The options in a YAML configuration file (a run's config.yaml reads back; options
+    removed since are dropped at their no-op value, refused at any other:
+    :mod:`glfnet.removed`)."""
     p = Path(path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
@@ -275,6 +255,7 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of option: value")
+    data = removed.config_options(data, f"config file {p}")
     unknown = sorted(set(data) - set(CONFIG_KEYS) - set(RUN_FACTS))
     if unknown:
         raise ConfigError(

@@ -29,11 +29,9 @@ class InputPipeline:
         size: int,
         mean=None,
         std=None,
-        tta: bool = False,
         group_stats: dict | None = None,
     ):
         self.encoding, self.input_norm, self.size = encoding, input_norm, int(size)
-        self.tta = bool(tta)  # predictions average the image and its mirror (flow-aware flip)
         self.mean = torch.zeros(3) if mean is None else torch.as_tensor(mean, dtype=torch.float32)
         self.std = torch.ones(3) if std is None else torch.as_tensor(std, dtype=torch.float32)
         self.group_stats = {
@@ -102,7 +100,6 @@ class InputPipeline:
             "size": self.size,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
-            "tta": self.tta,
         }
         if self.group_stats:
             state["group_stats"] = {
@@ -112,12 +109,13 @@ class InputPipeline:
 
     @classmethod
     def from_state(cls, state: dict) -> InputPipeline:
+        """The pipeline :meth:`state` describes (a ``tta`` key of earlier versions is not read
+        here: the model directory refuses one that is on, :mod:`glfnet.removed`)."""
         return cls(
             state["encoding"],
             state["input_norm"],
             state["size"],
             state["mean"],
             state["std"],
-            state.get("tta", False),
             state.get("group_stats"),
         )

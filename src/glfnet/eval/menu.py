@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from glfnet import removed
 from glfnet.config import CONFIG_KEYS, Config
 from glfnet.errors import ConfigError
 
@@ -170,6 +171,7 @@ def _recipe(item: Any, i: int, base: Config, where: str, seen: list[str]) -> Rec
         if not isinstance(parts, list) or len(parts) < 2 or len(set(map(str, parts))) != len(parts):
             raise ConfigError(f"{at}: `average` must list two or more different recipe names, got {parts!r}")
         return Recipe(name, {}, None, tuple(str(p) for p in parts), description)
+    options = removed.config_options(options, at)
     for key, value in options.items():
         _check_key(at, key, value)
     try:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from glfnet import checkpoint
+from glfnet import checkpoint, removed
 from glfnet._version import __version__
 from glfnet.config import Config, dump_yaml
 from glfnet.data.digest import data_digest
@@ -82,7 +82,7 @@ def config_diff(out: Path, cfg: Config, digest: str) -> list[str]:
     rd = RunDir(Path(out))
     if not rd.config_path.exists():
         return []
-    old = rd.read_config()
+    old = removed.config_options(rd.read_config(), str(rd.config_path))
     diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in cfg.fingerprint().items() if old.get(k) != v]
     # a revised preset builds another network under the same name; runs written before
     # config.yaml recorded the revision were made with revision 1 (or, for glfnet_t, 2)

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from glfnet import io
+from glfnet import io, removed
 from glfnet._version import __version__
 from glfnet.config import Config, Rule, dump_yaml
 from glfnet.data.digest import data_digest
@@ -59,15 +59,8 @@ from glfnet.eval.runner import _Clock, run_folds, write_results
 from glfnet.eval.splits import Fold, make_folds, subject_keys
 from glfnet.metrics import scores, uf1_uar
 from glfnet.models.registry import preset_revision
-from glfnet.train.trainer import (
-    FoldInput,
-    build_model,
-    determinism,
-    fold_seed,
-    input_size,
-    one_thread_on_cpu,
-    train_folds,
-)
+from glfnet.train.fold import build_model, input_size
+from glfnet.train.trainer import FoldInput, determinism, fold_seed, one_thread_on_cpu, train_folds
 
 RULES: tuple[str, ...] = typing.get_args(Rule)
 BOOTSTRAP_DRAWS = 1000
@@ -465,7 +458,7 @@ def _prepare_out(
     write config.yaml."""
     digest = data_digest(fs)
     tune = tune_record(settings, menu)
-    old = rd.read_config() if rd.config_path.exists() else None
+    old = removed.config_options(rd.read_config(), str(rd.config_path)) if rd.config_path.exists() else None
     if old is not None and not overwrite:
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in base.fingerprint().items() if old.get(k) != v]
         if old.get("tune") != tune:

@@ -22,7 +22,7 @@ published sibling networks where known and is justified in docs/model.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 import torch
@@ -34,18 +34,14 @@ from glfnet.models.registry import register_model
 
 # GLFNet's string options: each allowed value is spelled here once; the constructor validates
 # against these and the command line's help is derived from CHOICES.
-Fusion = Literal["aff", "gate", "concat", "sum"]
-GlobalAttn = Literal["nonlocal", "cbam", "none"]
+Fusion = Literal["aff", "concat", "sum"]
 Head = Literal["pool", "flat"]
 Stem = Literal["resnet", "shallow"]
-BranchBlock = Literal["basic", "conv"]
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "fusion": get_args(Fusion),
-    "global_attn": get_args(GlobalAttn),
     "head": get_args(Head),
     "stem": get_args(Stem),
-    "branch_block": get_args(BranchBlock),
 }
 
 
@@ -94,31 +90,6 @@ class GlobalAttention(nn.Module):
         return x + self.bn(self.proj(out))
 
 
-class CBAMAttention(nn.Module):
-    """Alternative global attention: CBAM (Woo et al., ECCV 2018) channel then spatial gate.
-
-    ``last_map`` (when ``keep_maps``) holds the spatial gate, (B, H, W)."""
-
-    def __init__(self, dim: int, reduction: int = 8) -> None:
-        super().__init__()
-        hidden = max(dim // reduction, 4)
-        self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, dim, 1))
-        self.spatial = nn.Conv2d(2, 1, 7, 1, 3)
-        self.keep_maps = False
-        self.last_map: torch.Tensor | None = None
-
-    def reset_parameters_zero(self) -> None:
-        pass
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ch = torch.sigmoid(self.mlp(F.adaptive_avg_pool2d(x, 1)) + self.mlp(F.adaptive_max_pool2d(x, 1)))
-        x = x * ch
-        sp = torch.sigmoid(self.spatial(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
-        if self.keep_maps:
-            self.last_map = sp[:, 0].detach()
-        return x * sp
-
-
 class LocalBlock(nn.Module):
     """Local Block (paper's "GB" module): four non-overlapping regions, own weights each.
 
@@ -127,25 +98,14 @@ class LocalBlock(nn.Module):
     (weights not shared). A per-region gate (sigmoid of a linear read of the region's pooled
     features) emphasises salient regions and suppresses the rest; ``last_gates`` (B, 4) keeps
     it when ``keep_maps``. The regions are put back in place and a shared BasicBlock (stride
-    ``stride``) merges them. ``halo`` > 0 reads each region with that many pixels of its
-    neighbours as context and crops the block's output back to the region (the outputs stay
-    non-overlapping); ``block`` builds the per-region and merge units.
+    2) merges them.
     """
 
-    def __init__(
-        self,
-        in_ch: int,
-        out_ch: int,
-        region_gate: bool = True,
-        stride: int = 2,
-        halo: int = 0,
-        block=BasicBlock,
-    ):
+    def __init__(self, in_ch: int, out_ch: int, region_gate: bool = True):
         super().__init__()
-        self.halo = int(halo)
-        self.regions = nn.ModuleList(block(in_ch, out_ch) for _ in range(4))
+        self.regions = nn.ModuleList(BasicBlock(in_ch, out_ch) for _ in range(4))
         self.gates = nn.ModuleList(nn.Linear(out_ch, 1) for _ in range(4)) if region_gate else None
-        self.merge = block(out_ch, out_ch, stride=stride)
+        self.merge = BasicBlock(out_ch, out_ch, stride=2)
         self.keep_maps = False
         self.last_gates: torch.Tensor | None = None
 
@@ -156,23 +116,9 @@ class LocalBlock(nn.Module):
                 f"the Local Block splits the feature map into four equal regions and "
                 f"needs an even size, got {h}x{w}; change the input size"
             )
-        h2, w2, a = h // 2, w // 2, self.halo
-        # each region is read with ``halo`` pixels of its neighbours as context (the cut is
-        # then not a zero-padded border) and its block's output cropped back to the region
-        parts = [
-            x[..., : h2 + a, : w2 + a],
-            x[..., : h2 + a, w2 - a :],
-            x[..., h2 - a :, : w2 + a],
-            x[..., h2 - a :, w2 - a :],
-        ]
+        h2, w2 = h // 2, w // 2
+        parts = [x[..., :h2, :w2], x[..., :h2, w2:], x[..., h2:, :w2], x[..., h2:, w2:]]
         outs = [block(p) for block, p in zip(self.regions, parts)]
-        if a:
-            outs = [
-                outs[0][..., :h2, :w2],
-                outs[1][..., :h2, a:],
-                outs[2][..., a:, :w2],
-                outs[3][..., a:, a:],
-            ]
         if self.gates is not None:
             g = torch.cat([torch.sigmoid(gate(o.mean(dim=(2, 3)))) for gate, o in zip(self.gates, outs)], 1)
             outs = [o * g[:, i, None, None, None] for i, o in enumerate(outs)]
@@ -212,41 +158,6 @@ class AdaptiveFeatureFusion(nn.Module):
         if self.keep_maps:
             self.last_weights = ((w_avg + w_max) / 2).flatten(1).detach()
         return self.out(w_avg * x + w_max * x)
-
-
-class GatedFusion(nn.Module):
-    """AFF read as Dai et al.'s attentional feature fusion (WACV 2021): a multi-scale channel
-    attention M (a pooled, image-wide term plus a per-position term, both 1x1-conv MLPs) on
-    ``g + l`` chooses, channel by channel and position by position, between the branches:
-    ``M * l + (1 - M) * g``. A soft selection: the network can keep the local branch where the
-    global one does not help, which the concatenating AFF cannot do without relearning a
-    projection. ``last_weights`` (B, 2C) keeps the shares averaged over positions, global
-    first, as :class:`AdaptiveFeatureFusion` does."""
-
-    def __init__(self, ch: int, reduction: int = 4) -> None:
-        super().__init__()
-        hidden = max(ch // reduction, 8)
-
-        def mlp():
-            return nn.Sequential(
-                nn.Conv2d(ch, hidden, 1, bias=False),
-                nn.BatchNorm2d(hidden),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(hidden, ch, 1, bias=False),
-                nn.BatchNorm2d(ch),
-            )
-
-        self.pooled, self.point = mlp(), mlp()
-        self.keep_maps = False
-        self.last_weights: torch.Tensor | None = None
-
-    def forward(self, g: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
-        s = g + l
-        m = torch.sigmoid(self.pooled(F.adaptive_avg_pool2d(s, 1)) + self.point(s))
-        if self.keep_maps:
-            share = m.mean(dim=(2, 3)).detach()
-            self.last_weights = torch.cat([1 - share, share], dim=1)
-        return m * l + (1 - m) * g
 
 
 class ConcatFusion(nn.Module):
@@ -294,46 +205,26 @@ def _make_trunk(in_ch: int, widths: Sequence[int], strides: Sequence[int]) -> tu
     return nn.Sequential(*blocks), prev
 
 
-def _branch_unit(branch_block: BranchBlock) -> Callable[..., nn.Module]:
-    """The branches' unit ``unit(in_ch, out_ch, stride=1)``: a ResNet BasicBlock, or one 3x3
-    conv + BN + ReLU (lighter)."""
-    if branch_block == "basic":
-        return BasicBlock
-    return lambda i, o, stride=1: conv_bn_act(i, o, 3, stride)
-
-
-def _make_global_attn(kind: GlobalAttn, width: int, reduction: int) -> nn.Module:
-    if kind == "nonlocal":
-        return GlobalAttention(width, reduction)
-    return CBAMAttention(width) if kind == "cbam" else nn.Identity()
-
-
 def _make_fusion(kind: Fusion, width: int, reduction: int) -> nn.Module:
     if kind == "aff":
         return AdaptiveFeatureFusion(2 * width, width, reduction)
-    if kind == "gate":
-        return GatedFusion(width, reduction)
     return ConcatFusion(2 * width, width) if kind == "concat" else SumFusion()
 
 
 # the modules that keep what they attend to when ``keep_maps`` is set
-_MAP_KEEPERS = (GlobalAttention, CBAMAttention, LocalBlock, AdaptiveFeatureFusion, GatedFusion)
+_MAP_KEEPERS = (GlobalAttention, LocalBlock, AdaptiveFeatureFusion)
 
 
 class GLFNet(nn.Module):
-    """GLFNet. Switches for the paper's ablation: ``global_branch``, ``local_branch``,
-    ``fusion`` (:data:`Fusion`: AFF, its gated reading, concatenation or sum) and
-    ``global_attn`` (:data:`GlobalAttn`).
+    """GLFNet. Switches for the paper's ablation: ``global_branch``, ``local_branch`` and
+    ``fusion`` (:data:`Fusion`: AFF, concatenation or sum).
 
     ``head``: ``"pool"`` (global average pooling, the paper's reading) or ``"flat"`` (the fused
     map average-pooled to a ``head_grid`` x ``head_grid`` grid and flattened, so the classifier
     knows *where* on the aligned face the motion is, as STSTNet's linear layer does);
     ``img_size`` sets the flat head's width. ``stem``: ``"resnet"`` (conv + BN + ReLU [+
     max-pool]) or ``"shallow"`` (STSTNet's full-resolution conv and 3x3/3 max-pool);
-    ``stem_drop`` dropout after it. ``branch_block``: ``"basic"`` (BasicBlocks) or ``"conv"``
-    (one conv each); ``branch_stride`` of the global block and the Local Block's merge;
-    ``region_halo``: see :class:`LocalBlock`; ``branch_drop``: channel dropout on each branch
-    before the fusion; ``stem_skip``: the trunk's map, average-pooled to the fused map's size,
+    ``stem_drop`` dropout after it. ``stem_skip``: the trunk's map, average-pooled to the fused map's size,
     joins the fused map as extra channels before the head (a skip path from the shallow
     features to the classifier). :meth:`attention_maps` shows what the modules attend to."""
 
@@ -347,7 +238,6 @@ class GLFNet(nn.Module):
         widths: Sequence[int] = (64, 128, 256),
         strides: Sequence[int] = (1, 2, 2),
         branch_width: int = 512,
-        global_attn: GlobalAttn = "nonlocal",
         global_branch: bool = True,
         local_branch: bool = True,
         fusion: Fusion = "aff",
@@ -360,34 +250,28 @@ class GLFNet(nn.Module):
         img_size: int = 224,
         stem: Stem = "resnet",
         stem_drop: float = 0.0,
-        branch_stride: int = 2,
-        region_halo: int = 0,
-        branch_block: BranchBlock = "basic",
-        branch_drop: float = 0.0,
         stem_skip: bool = False,
     ) -> None:
         super().__init__()
         if not (global_branch or local_branch):
             raise ValueError("GLFNet needs at least one of global_branch and local_branch")
-        check_choices(fusion=fusion, global_attn=global_attn, head=head, stem=stem, branch_block=branch_block)
+        check_choices(fusion=fusion, head=head, stem=stem)
         if len(widths) != len(strides):
             raise ValueError("widths and strides must have the same length")
         self.num_classes, self.num_features = num_classes, branch_width
         self.stem = _make_stem(stem, in_chans, stem_width, stem_stride, stem_pool, stem_drop)
         self.trunk, prev = _make_trunk(stem_width, widths, strides)
         self.global_block: nn.Module | None = None
-        self.global_attn: nn.Module | None = None
+        self.global_attn: GlobalAttention | None = None
         self.local: LocalBlock | None = None
         self.fusion: nn.Module | None = None
-        unit = _branch_unit(branch_block)
         if global_branch:
-            self.global_block = unit(prev, branch_width, stride=branch_stride)
-            self.global_attn = _make_global_attn(global_attn, branch_width, attn_reduction)
+            self.global_block = BasicBlock(prev, branch_width, stride=2)
+            self.global_attn = GlobalAttention(branch_width, attn_reduction)
         if local_branch:
-            self.local = LocalBlock(prev, branch_width, region_gate, branch_stride, region_halo, unit)
+            self.local = LocalBlock(prev, branch_width, region_gate)
         if global_branch and local_branch:
             self.fusion = _make_fusion(fusion, branch_width, aff_reduction)
-        self.branch_drop = nn.Dropout2d(branch_drop) if branch_drop else nn.Identity()
         self.stem_skip = bool(stem_skip)
         if stem_skip:  # the trunk's map, pooled to the fused map's size, joins it as channels
             self.num_features = branch_width + prev
@@ -398,7 +282,7 @@ class GLFNet(nn.Module):
         self.drop = Dropout(drop_rate)
         self.fc = nn.Linear(self.num_features, num_classes)
         init_weights(self)
-        if isinstance(self.global_attn, GlobalAttention):
+        if self.global_attn is not None:
             self.global_attn.reset_parameters_zero()
 
     @torch.no_grad()
@@ -420,7 +304,7 @@ class GLFNet(nn.Module):
         prepared and normalised), from one forward pass in the current mode:
 
         * ``global`` (B, h, w): the attention each position of the global branch's map
-          receives (the spatial gate with ``global_attn="cbam"``);
+          receives;
         * ``regions`` (B, 4): the Local Block's region gates (top-left, top-right,
           bottom-left, bottom-right);
         * ``fusion`` (B, 2): the fusion's mean channel weight per branch (global, local).
@@ -431,11 +315,11 @@ class GLFNet(nn.Module):
             self(x)
             out = {}
             att, local, fusion = self.global_attn, self.local, self.fusion
-            if isinstance(att, (GlobalAttention, CBAMAttention)) and att.last_map is not None:
+            if att is not None and att.last_map is not None:
                 out["global"] = att.last_map
             if local is not None and local.last_gates is not None:
                 out["regions"] = local.last_gates
-            if isinstance(fusion, (AdaptiveFeatureFusion, GatedFusion)) and fusion.last_weights is not None:
+            if isinstance(fusion, AdaptiveFeatureFusion) and fusion.last_weights is not None:
                 w = fusion.last_weights  # (B, 2C): the global branch's C channels first
                 c = w.shape[1] // 2
                 out["fusion"] = torch.stack([w[:, :c].mean(1), w[:, c:].mean(1)], 1)
@@ -458,7 +342,7 @@ class GLFNet(nn.Module):
         if self.local is not None:
             l = self.local(x)
         if g is not None and l is not None and self.fusion is not None:
-            return self.fusion(self.branch_drop(g), self.branch_drop(l))
+            return self.fusion(g, l)
         out = g if l is None else l
         assert out is not None  # the constructor asks for at least one branch
         return out

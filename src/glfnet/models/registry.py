@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from glfnet import removed
 from glfnet.errors import ConfigError
 
 _REGISTRY: dict[str, Callable[..., Any]] = {}
@@ -169,7 +170,8 @@ def _check_option_names(name: str, options: Mapping[str, Any]) -> None:
     if unknown:
         which = ", ".join(f"`{k}`" for k in unknown)
         raise ConfigError(
-            f"bad option for model `{name}`: it has no option {which}; its options are: {', '.join(known)}"
+            f"bad option for model `{name}`: it has no option {which}"
+            f"{''.join(removed.note(k) for k in unknown)}; its options are: {', '.join(known)}"
         )
 
 
@@ -187,7 +189,8 @@ def check_model_args(name: str, options: Mapping[str, Any], input_size: int | No
         if key in options and options[key] not in allowed:
             shown = " | ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
             raise ConfigError(
-                f"model `{name}`, option `{key}`: {options[key]!r} is not allowed; choose {shown}"
+                f"model `{name}`, option `{key}`: {options[key]!r} is not allowed"
+                f"{removed.note(key, options[key])}; choose {shown}"
             )
     args = dict(options)
     if input_size and "img_size" in model_options(name):

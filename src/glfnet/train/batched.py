@@ -1,4 +1,5 @@
-"""Fold-batched training: K small networks trained in lockstep as one batched network.
+"""Fold-batched training: the :class:`~glfnet.train.loop.Stepper` of K small networks trained
+in lockstep as one batched network.
 
 A LOSO run trains one small network per fold on almost the same data. Here K of them (folds,
 seeds or ensemble members) share each optimiser step: their parameters and buffers are stacked
@@ -9,15 +10,16 @@ small network per step leaves the chip idle; on a CPU the grouped kernels are sl
 separate ones (benchmarks/bench_engine.py), so ``fold_batch`` defaults to 1 there.
 
 Each network keeps everything of its own, exactly as when trained alone
-(:func:`glfnet.train.trainer._train_member`): initialisation from its seed, its fold's rows,
-batch order, augmentation draws (its own generators, consumed in the same order), input
-statistics and class weights, its schedule (folds of different sizes take different numbers
-of steps per epoch), its BatchNorm batch statistics and running statistics, and its AdamW
-state. Batches of different sizes are padded to a common size; padded rows are masked out of
-the loss and of the BatchNorm statistics (:class:`MaskedBatchNorm2d`), and a network with no
-batch left in a step is not updated. Nothing crosses between networks: the loss is a sum of
-per-network losses, so each network's gradient is its own (tests/test_batched.py perturbs
-one fold and checks the others do not move).
+(:class:`glfnet.train.single.SingleStepper`; the loop,
+:func:`glfnet.train.loop.train_networks`, is the same): initialisation from its seed, its
+fold's rows, batch order, augmentation draws (its own generators, consumed in the same order),
+input statistics and class weights, its schedule (folds of different sizes take different
+numbers of steps per epoch), its BatchNorm batch statistics and running statistics, and its
+AdamW state. Batches of different sizes are padded to a common size; padded rows are masked
+out of the loss and of the BatchNorm statistics (:class:`MaskedBatchNorm2d`), and a network
+with no batch left in a step is not updated. Nothing crosses between networks: the loss is a
+sum of per-network losses, so each network's gradient is its own (tests/test_batched.py
+perturbs one fold and checks the others do not move).
 
 One thing differs from training alone: dropout masks are drawn for all K networks at once
 (``vmap(randomness="different")``) from a generator seeded by the K seeds, so with dropout a
@@ -28,8 +30,6 @@ one-at-a-time training to float tolerance (tested).
 from __future__ import annotations
 
 import copy
-import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -38,18 +38,9 @@ import torch.nn as nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from glfnet.config import Config
-from glfnet.models.inference import predict_proba
+from glfnet.train.fold import augment_args, build_model
+from glfnet.train.loop import Job
 from glfnet.train.losses import class_balanced_loss
-from glfnet.train.trainer import (
-    MemberJob,
-    augment_args,
-    build_model,
-    lr_schedule,
-    refresh_batchnorm,
-    val_uf1,
-)
-
-Trained = tuple[nn.Module, list[dict], int | None]
 
 
 class MaskedBatchNorm2d(nn.BatchNorm2d):
@@ -146,170 +137,72 @@ class StackedAdamW:
             p.grad = None
 
 
-def _joint_seed(jobs: list[MemberJob]) -> int:
+def _joint_seed(jobs: list[Job]) -> int:
     """The seed of the dropout draws of a batched network: a function of its networks' seeds."""
     return int(np.random.SeedSequence([j.seed for j in jobs]).generate_state(1)[0])
 
 
-def train_batched(jobs: list[MemberJob], cfg: Config, on_epoch: Callable | None = None) -> list[Trained]:
-    """Train ``jobs`` (networks of one architecture, possibly of different folds) as one
-    batched network; (model, history, selected epoch) per job, as ``_train_member`` returns."""
-    device = jobs[0].data.device
-    models = []
-    for job in jobs:  # each network's initial weights, as when trained alone
-        torch.manual_seed(job.seed)
-        models.append(build_model(cfg, job.data.num_classes).to(device))
-    gens = [torch.Generator().manual_seed(job.seed) for job in jobs]
-    torch.manual_seed(_joint_seed(jobs))
-    template, bns = _template(models[0])
-    params, buffers = stack_module_state(models)
-    opt = StackedAdamW(list(params.values()), cfg.weight_decay)
-    run = _Lockstep(jobs, cfg, template, bns, params, buffers, gens)
+class BatchedStepper:
+    """The networks of ``jobs`` (one architecture, possibly of different folds): each built
+    from its seed as when trained alone, then stacked; one vectorised step for all."""
 
-    swa_from = cfg.epochs - cfg.swa_epochs + 1  # first epoch whose weights are averaged
-    swa: dict[str, torch.Tensor] | None = None
-    n_swa = 0
-    histories: list[list[dict]] = [[] for _ in jobs]
-    best: list[tuple[float, dict | None]] = [(-1.0, None)] * len(jobs)
-    selected: list[int | None] = [None] * len(jobs)
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        losses = run.epoch(opt)
-        seconds = (time.perf_counter() - t0) / len(jobs)  # the batched epoch, shared
-        if cfg.swa_epochs and epoch >= swa_from:  # AveragedModel's running mean, per network
-            n_swa += 1
-            if swa is None:
-                swa = {k: p.detach().clone() for k, p in params.items()}
-            else:
-                for k, p in params.items():
-                    swa[k] += (p.detach() - swa[k]) / n_swa
-        for i, job in enumerate(jobs):
-            record = {"epoch": epoch, "loss": losses[i], "lr": run.lr(i), "seconds": seconds}
-            # a network's own module is filled only for what reads it (validation, observer)
-            model = run.materialise(models[i], i) if len(job.data.val_idx) or job.observer else models[i]
-            if len(job.data.val_idx):
-                record["val_uf1"] = val_uf1(model, job.data)
-                if record["val_uf1"] > best[i][0]:
-                    best[i], selected[i] = (record["val_uf1"], copy.deepcopy(model.state_dict())), epoch
-            if job.member is not None:
-                record["member"] = job.member
-            histories[i].append(record)
-            if on_epoch:
-                on_epoch(record)
-            if job.observer is not None:
-                job.observer(
-                    epoch,
-                    lambda Xo, groups=None, m=model, p=job.data.pipeline: predict_proba(
-                        m, p, Xo, groups=groups
-                    ),
-                )
-    out = []
-    for i, job in enumerate(jobs):
-        model, best_state = run.materialise(models[i], i), best[i][1]
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        if swa is not None:  # the averaged weights, which need BatchNorm statistics of their own
-            with torch.no_grad():
-                for name, p in model.named_parameters():
-                    p.copy_(swa[name][i])
-        if swa is not None or cfg.bn_refresh:
-            fit = job.data.fit_idx
-            refresh_batchnorm(
-                model, job.data.pipeline, job.data.Xs[fit], cfg.batch_size, job.data.groups_of(fit)
-            )
-        out.append((model.eval(), histories[i], selected[i]))
-    return out
-
-
-class _Lockstep:
-    """The state of K networks training together: their stacked weights, schedules, step
-    counts and per-network random generators; one :meth:`epoch` at a time."""
-
-    def __init__(self, jobs, cfg, template, bns, params, buffers, gens) -> None:
-        self.jobs, self.cfg, self.template, self.bns = jobs, cfg, template, bns
-        self.params, self.buffers, self.gens = params, buffers, gens
-        self.device = jobs[0].data.device
-        self.n_batches = [max(1, math.ceil(len(j.data.fit_idx) / cfg.batch_size)) for j in jobs]
-        self.factors = [lr_schedule(cfg, n) for n in self.n_batches]
-        self.steps = [0] * len(jobs)
-        loss = jobs[0].data.loss_fn
-        self.loss_args = (loss.base, loss.gamma, loss.label_smoothing)
+    def __init__(self, jobs: list[Job], cfg: Config) -> None:
+        self.jobs, self.device, self.amp = jobs, jobs[0].data.device, cfg.amp
+        self.models = []
+        for job in jobs:  # each network's initial weights, as when trained alone
+            torch.manual_seed(job.seed)
+            self.models.append(build_model(cfg, job.data.num_classes).to(self.device))
+        self.gens = [torch.Generator().manual_seed(job.seed) for job in jobs]
+        torch.manual_seed(_joint_seed(jobs))
+        self.template, self.bns = _template(self.models[0])
+        self.params, self.buffers = stack_module_state(self.models)
+        self.opt = StackedAdamW(list(self.params.values()), cfg.weight_decay)
+        self.label_smoothing = jobs[0].data.loss_fn.label_smoothing
         self.augment = augment_args(cfg)
         self.forward: Callable[..., torch.Tensor] = vmap(self._one, randomness="different")
 
-    def lr(self, i: int) -> float:
-        """Network ``i``'s learning rate for its next step (what LambdaLR would report)."""
-        return self.cfg.lr * self.factors[i](self.steps[i])
-
-    def _one(self, params, buffers, x, y, y2, w, w2, lam, mask, active):
+    def _one(self, params, buffers, x, y, w, mask, active):
         for bn in self.bns:
             bn.mask, bn.active = mask, active
         logits = functional_call(self.template, (params, buffers), (x,))
-        loss = class_balanced_loss(logits, y, w, *self.loss_args, mask=mask, row_weight=w)
-        loss2 = class_balanced_loss(logits, y2, w2, *self.loss_args, mask=mask, row_weight=w2)
-        return lam * loss + (1 - lam) * loss2
+        return class_balanced_loss(logits, y, w, self.label_smoothing, mask=mask, row_weight=w)
 
-    def epoch(self, opt: StackedAdamW) -> list[float]:
-        """One epoch of every network (each over its own rows in a fresh order); returns each
-        network's mean training loss."""
-        jobs, cfg = self.jobs, self.cfg
-        batches = [np.array_split(j.rng.permutation(j.data.fit_idx), n) for j, n in zip(jobs, self.n_batches)]
-        totals = torch.zeros(len(jobs), dtype=torch.float64, device=self.device)
-        seen = np.zeros(len(jobs))
-        for s in range(max(self.n_batches)):
-            rows = [b[s] if s < len(b) else None for b in batches]
-            inputs = self._step_inputs(rows)
-            sizes = np.array([0 if r is None else len(r) for r in rows])
-            lr = [self.lr(i) if sizes[i] else 0.0 for i in range(len(jobs))]
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                losses = self.forward(self.params, self.buffers, *inputs)
-            losses.sum().backward()
-            opt.step(inputs[-1], torch.tensor(lr, dtype=torch.float64, device=self.device))
-            totals += losses.detach().double() * torch.from_numpy(sizes).to(self.device)  # no sync per step
-            seen += sizes
-            for i in np.flatnonzero(sizes):
-                self.steps[i] += 1
-        return (totals.cpu().numpy() / np.maximum(seen, 1)).tolist()
+    def step(self, rows: list[np.ndarray | None], lrs: list[float]) -> torch.Tensor:
+        inputs = self._step_inputs(rows)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            losses = self.forward(self.params, self.buffers, *inputs)
+        losses.sum().backward()
+        self.opt.step(inputs[-1], torch.tensor(lrs, dtype=torch.float64, device=self.device))
+        return losses
 
     def _step_inputs(self, rows: list[np.ndarray | None]) -> tuple[torch.Tensor, ...]:
-        """Each network's batch (augmented, mixed, standardised by its own pipeline) padded to
-        the step's largest: x, y, mixup partner labels, the two label sets' row weights, mixup
-        weight, row mask, active."""
+        """Each network's batch (augmented, standardised by its own pipeline) padded to the
+        step's largest: x, y, row weights, row mask, active."""
         size = max(len(r) for r in rows if r is not None)
-        xs, ys, y2s, ws, w2s, lams, masks = [], [], [], [], [], [], []
+        xs, ys, ws, masks = [], [], [], []
         for job, gen, b in zip(self.jobs, self.gens, rows):
             data = job.data
             x = torch.zeros((size, *data.Xs.shape[1:]), device=self.device)
             y = torch.zeros(size, dtype=torch.long, device=self.device)
-            y2, lam, mask = y.clone(), 1.0, torch.zeros(size, device=self.device)
-            w, w2 = torch.zeros(size, device=self.device), torch.zeros(size, device=self.device)
+            w, mask = torch.zeros(size, device=self.device), torch.zeros(size, device=self.device)
             if b is not None:
                 n = len(b)
                 xb, yb = data.pipeline(data.Xs[b], self.augment, gen, data.groups_of(b)), data.y_t[b]
                 wb = data.row_weight_of(b)
-                wb = data.loss_fn.weight[yb] if wb is None else wb
-                y2[:n], w2[:n] = yb, wb
-                if self.cfg.mixup > 0:  # same draws, same order as one network trained alone
-                    lam = float(job.rng.beta(self.cfg.mixup, self.cfg.mixup))
-                    perm = torch.from_numpy(job.rng.permutation(n)).to(self.device)
-                    xb, y2[:n], w2[:n] = lam * xb + (1 - lam) * xb[perm], yb[perm], wb[perm]
-                x[:n], y[:n], w[:n], mask[:n] = xb, yb, wb, 1.0
+                x[:n], y[:n], mask[:n] = xb, yb, 1.0
+                w[:n] = data.loss_fn.weight[yb] if wb is None else wb
             xs.append(x)
             ys.append(y)
-            y2s.append(y2)
             ws.append(w)
-            w2s.append(w2)
-            lams.append(lam)
             masks.append(mask)
         active = torch.tensor([r is not None for r in rows], device=self.device)
-        lam_t = torch.tensor(lams, device=self.device)
-        stacked = (torch.stack(t) for t in (xs, ys, y2s, ws, w2s))
-        return (*stacked, lam_t, torch.stack(masks), active)
+        return (torch.stack(xs), torch.stack(ys), torch.stack(ws), torch.stack(masks), active)
 
     @torch.no_grad()
-    def materialise(self, model: nn.Module, i: int) -> nn.Module:
-        """``model`` (network ``i``'s own module) holding network ``i``'s current weights and
-        statistics, in eval mode."""
+    def network(self, i: int) -> nn.Module:
+        """Network ``i``'s own module holding its current weights and statistics, in eval
+        mode."""
+        model = self.models[i]
         for name, p in model.named_parameters():
             p.copy_(self.params[name][i])
         for name, b in model.named_buffers():

@@ -24,14 +24,9 @@ from glfnet.data.flowsets import FlowSet
 from glfnet.errors import ConfigError, DataError
 from glfnet.models.registry import preset_revision
 from glfnet.preprocess.pipeline import PrepParams
+from glfnet.train.fold import input_size
 from glfnet.train.modeldir import CONFIG_FILE, WEIGHTS_FILE, check_out_dir, write_model_dir
-from glfnet.train.trainer import (
-    TrainedFold,
-    determinism,
-    input_size,
-    one_thread_on_cpu,
-    train_fold,
-)
+from glfnet.train.trainer import TrainedFold, determinism, one_thread_on_cpu, train_fold
 
 PURPOSE = (
     "final model for use (predicting new clips), trained on all {n} samples of {source}. "

@@ -2,13 +2,11 @@
 Effective Number of Samples", CVPR 2019 -- GLFNet's replacement for cross-entropy.
 
 Effective number E_n = (1 - beta^n) / (1 - beta); class weight w_c = (1 - beta) / (1 - beta^n_c),
-normalised so the weights of the classes present sum to their number; loss = w_y * base, with
-base = softmax cross-entropy or focal loss (gamma). Counts come from the fold's training labels.
+normalised so the weights of the classes present sum to their number; loss = w_y * softmax
+cross-entropy (with label smoothing). Counts come from the fold's training labels.
 """
 
 from __future__ import annotations
-
-from typing import get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -16,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from glfnet.config import BaseLoss, Config
+from glfnet.config import Config
 
 
 def class_balanced_weights(counts: npt.ArrayLike, beta: float) -> np.ndarray:
@@ -30,7 +28,7 @@ def class_balanced_weights(counts: npt.ArrayLike, beta: float) -> np.ndarray:
 
 
 class ClassBalancedLoss(nn.Module):
-    """``beta=None`` gives equal weights: the plain base loss (the ``loss: ce`` ablation)."""
+    """``beta=None`` gives equal weights: plain cross-entropy (the ``loss: ce`` ablation)."""
 
     weight: torch.Tensor  # per-class weights (a buffer)
 
@@ -38,17 +36,13 @@ class ClassBalancedLoss(nn.Module):
         self,
         counts: npt.ArrayLike,
         beta: float | None = 0.999,
-        base: BaseLoss = "ce",
-        gamma: float = 2.0,
         label_smoothing: float = 0.0,
     ):
         super().__init__()
-        if base not in get_args(BaseLoss):
-            raise ValueError(f"base loss must be {' or '.join(get_args(BaseLoss))}, not {base!r}")
         counts = np.asarray(counts)
         w = class_balanced_weights(counts, beta) if beta is not None else (counts > 0).astype(float)
         self.register_buffer("weight", torch.tensor(w, dtype=torch.float32))
-        self.base, self.gamma, self.label_smoothing = base, gamma, label_smoothing
+        self.label_smoothing = label_smoothing
 
     def forward(
         self,
@@ -57,30 +51,23 @@ class ClassBalancedLoss(nn.Module):
         mask: torch.Tensor | None = None,
         row_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return class_balanced_loss(
-            logits, target, self.weight, self.base, self.gamma, self.label_smoothing, mask, row_weight
-        )
+        return class_balanced_loss(logits, target, self.weight, self.label_smoothing, mask, row_weight)
 
 
 def class_balanced_loss(
     logits: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor,
-    base: str = "ce",
-    gamma: float = 2.0,
     label_smoothing: float = 0.0,
     mask: torch.Tensor | None = None,
     row_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The loss as a function (what :class:`ClassBalancedLoss` computes, and what the
-    fold-batched engine calls per network): weighted base loss summed over the batch / batch
+    fold-batched engine calls per network): weighted cross-entropy summed over the batch / batch
     size, as Cui et al. ``mask`` (B,) of 0/1 marks the real rows of a padded batch: the mean is
     over those. ``row_weight`` (B,), when given, replaces the class weight of each row
     (:func:`row_weights`: weights counted within each row's database)."""
     ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=label_smoothing)
-    if base == "focal":
-        p_t = torch.exp(-F.cross_entropy(logits.float(), target, reduction="none"))
-        ce = (1.0 - p_t).pow(gamma) * ce
     per_row = (weight[target] if row_weight is None else row_weight) * ce
     if mask is None:
         return per_row.mean()
@@ -102,13 +89,7 @@ def row_weights(y: npt.ArrayLike, groups: npt.ArrayLike, num_classes: int, beta:
     return out
 
 
-def build_loss(cfg: Config, counts: npt.ArrayLike) -> nn.Module:
-    """``cfg.loss``: cb -> class-balanced weights (``cb_beta``); ce -> equal weights. The base
-    is ``cfg.base_loss`` (ce or focal) either way."""
-    return ClassBalancedLoss(
-        counts,
-        beta=cfg.cb_beta if cfg.loss == "cb" else None,
-        base=cfg.base_loss,
-        gamma=cfg.focal_gamma,
-        label_smoothing=cfg.label_smoothing,
-    )
+def build_loss(cfg: Config, counts: npt.ArrayLike) -> ClassBalancedLoss:
+    """``cfg.loss``: cb -> class-balanced weights (``cb_beta``); ce -> equal weights."""
+    beta = cfg.cb_beta if cfg.loss == "cb" else None
+    return ClassBalancedLoss(counts, beta=beta, label_smoothing=cfg.label_smoothing)

@@ -12,7 +12,9 @@ removes the folders it created). :func:`read_model_dir` reads and checks one, an
 :func:`load_model_dir` also rebuilds the network, its input pipeline and preprocessing
 parameters: a missing, corrupt, truncated or mismatched directory raises
 :class:`~glfnet.errors.ModelFileError` naming the file and what to do. Directories of every
-format version up to :data:`MODEL_VERSION` read (``model.ensemble`` missing in older ones is 1).
+format version up to :data:`MODEL_VERSION` read (``model.ensemble`` missing in older ones is 1);
+one that names a removed option (:mod:`glfnet.removed`) loads when the option is at its no-op
+value and is refused, naming the option, otherwise.
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from glfnet import checkpoint, io
+from glfnet import checkpoint, io, removed
 from glfnet._version import __version__
 from glfnet.config import Config, check_device
 from glfnet.data.pipeline import InputPipeline
 from glfnet.errors import ConfigError, ModelFileError
 from glfnet.models.registry import preset_args_at
 from glfnet.preprocess.pipeline import PrepParams
-from glfnet.train.trainer import build_model
+from glfnet.train.fold import build_model
 
 MODEL_FORMAT, MODEL_VERSION = "glfnet-model", 1
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
@@ -313,9 +315,10 @@ def _build(
         size = int(m["input_size"])
         # a directory without "revision" predates preset revisions: it was trained on revision 1
         args = {**preset_args_at(m["name"], m.get("revision", 1)), **m["args"]}
+        args = removed.model_args(args, f"{cfg_path} (model.args)", ModelFileError)
         mcfg = Config(model=m["name"], model_args=args, input_size=size).validate()
         model = build_model(mcfg, len(classes), ensemble=int(m.get("ensemble", 1)))
-        pipeline = _pipeline(config, size)
+        pipeline = _pipeline(config, size, cfg_path)
         params = _prep_params(config["preprocessing"]["params"])
     except (ConfigError, ValueError, TypeError, KeyError) as e:
         raise ModelFileError(f"{cfg_path} describes a model glfnet cannot build ({e}). {_REDO}") from None
@@ -330,8 +333,9 @@ def _classes(config: dict[str, Any]) -> tuple[str, ...]:
     return classes
 
 
-def _pipeline(config: dict[str, Any], input_size: int) -> InputPipeline:
-    pipeline = InputPipeline.from_state(config["pipeline"])
+def _pipeline(config: dict[str, Any], input_size: int, cfg_path: Path) -> InputPipeline:
+    state = removed.drop(config["pipeline"], removed.PIPELINE, f"{cfg_path} (pipeline)", ModelFileError)
+    pipeline = InputPipeline.from_state(state)
     if len(pipeline.mean) != 3 or len(pipeline.std) != 3:
         raise ValueError("pipeline mean/std must have 3 values")
     enc = config["prediction_encoding"]
