@@ -11,8 +11,8 @@ from glfnet.config import Config, build_config
 from glfnet.data import transforms as T
 from glfnet.data.pipeline import InputPipeline
 from glfnet.errors import ConfigError
-from glfnet.models.inference import predict_proba
 from glfnet.models.ensemble import Ensemble
+from glfnet.models.inference import predict_proba
 from glfnet.train.trainer import train_fold
 
 FAST = Config(epochs=2, batch_size=16, ensemble=1)
