@@ -366,7 +366,7 @@ class GLFNet(nn.Module):
 # `glfnet_t`: the default. GLFNet's three modules on STSTNet's shallow stem (one full-resolution
 # conv, 3x3/3 max-pool: a 10x10 map at 28 px), 48-channel branches and a position-keeping head
 # that also reads the stem's map (stem skip); chosen on the SMIC + CASME II development set
-# (docs/training.md).
+# (docs/study.md).
 
 
 @register_model("glfnet", description="paper scale, 224 px", input_size=224)

@@ -1,7 +1,7 @@
 """A plain CNN baseline: five 3x3 convolutions, two max-pools, global average pooling, linear.
 
 Not a published network: the reference "a researcher's first CNN" of the development study
-(docs/training.md), with nothing designed for micro-expressions -- no attention, no regions,
+(docs/study.md), with nothing designed for micro-expressions -- no attention, no regions,
 no position-keeping head -- so that GLFNet and STSTNet can be read beside it. Each
 convolution is conv 3x3 (no bias) -> BatchNorm -> ReLU; 2x2 max-pools after the second and
 the fourth (28 -> 14 -> 7 px); about 35 k parameters at the default widths.
