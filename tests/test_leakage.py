@@ -13,7 +13,7 @@ from glfnet.config import Config
 from glfnet.data import transforms as T
 from glfnet.data.flowsets import FlowSet
 from glfnet.eval import runner
-from glfnet.eval.splits import lodo_folds, loso_folds
+from glfnet.eval.splits import lodo_folds, loso_folds, subject_keys
 
 CFG = Config(model="glfnet_s", epochs=2, batch_size=16, seeds=[0], ensemble=1)
 EARLY_STOPPING = CFG.replace(val_subjects=0.3, epochs=4)
@@ -322,7 +322,7 @@ def _tune_menu():
     return parse_menu({"recipes": recipes}, TUNE_BASE)
 
 
-def _tune_fold(fs, fold, spy=None):
+def _tune_fold(fs, fold):
     from glfnet.eval import tune
 
     return tune.tune_fold(fs, fold, _tune_menu(), tune.TuneSettings(inner_folds=2), seed=0)
@@ -356,40 +356,42 @@ def test_tune_held_out_subject_changes_no_inner_score_choice_or_weight(tiny_set)
     assert sum(row["chosen"] for row in a.table) == 1
 
 
-def test_tune_no_inner_training_holds_the_held_out_subject(tiny_set, monkeypatch):
-    """A spy on every inner training of a whole tune run (all folds, shared and own inner
-    folds): the outer held-out subject is never among its training subjects."""
+def _spy_on_inner_trainings(monkeypatch):
+    """Record the training subjects (database/subject) of every inner training, by name."""
     from glfnet.eval import tune
 
-    seen = []
-    real = tune.train_inner
+    seen, real = {}, tune.train_inner
 
     def spy(fs, job):
-        seen.append((job.split.name, set(tiny_set.samples["subject"].iloc[job.split.train_idx])))
+        seen[job.split.name] = set(subject_keys(fs.samples)[job.split.train_idx])
         return real(fs, job)
 
     monkeypatch.setattr(tune, "train_inner", spy)
-    for fold in loso_folds(tiny_set.samples)[:3]:
-        seen.clear()
-        _check_no_held_out_in_inner(tiny_set, fold, seen)
+    return seen
 
 
-def _check_no_held_out_in_inner(fs, fold, seen):
+def _check_no_held_out_in_inner(fs, tmp_path, monkeypatch):
+    """A spy on every inner training of a whole tune run (every outer fold, shared and own
+    inner trainings, in this process): no outer fold's held-out subject is among the training
+    subjects of any inner training it is scored from."""
     from glfnet.eval import tune
 
-    t = _tune_fold(fs, fold)
-    assert seen and len(seen) == len(t.inner)
-    for name, subjects in seen:
-        assert fold.subject not in subjects, f"inner training {name} holds {fold.subject}"
-    inner_rows = {sid for row in t.inner.values() for sid in row.test_ids}
-    held = set(fs.samples["sample_id"].iloc[fold.test_idx])
-    scored = inner_rows - held
-    assert scored  # the inner scores stand on training subjects' samples
-    assert tune.inner_groups(fs.samples, 2, 0)  # the groups come from subject names alone
+    seen = _spy_on_inner_trainings(monkeypatch)
+    tune.run_tune(fs, TUNE_BASE.replace(jobs=1), _tune_menu(), tune.TuneSettings(), tmp_path / "run")
+    groups = tune.inner_groups(fs.samples, 2, 0)
+    for fold in loso_folds(fs.samples):
+        held = f"{fold.database}/{fold.subject}"
+        for split in tune.inner_splits(fs.samples, fold, groups, 2):
+            assert held not in seen[split.name], f"inner training {split.name} holds {held}"
 
 
 @pytest.mark.slow
-def test_tune_checks_catch_the_held_out_subject_in_an_inner_training_set(tiny_set, monkeypatch):
+def test_tune_no_inner_training_holds_the_held_out_subject(tiny_set, tmp_path, monkeypatch):
+    _check_no_held_out_in_inner(tiny_set, tmp_path, monkeypatch)
+
+
+@pytest.mark.slow
+def test_tune_checks_catch_the_held_out_subject_in_an_inner_training_set(tiny_set, tmp_path, monkeypatch):
     """Put the leak in (the held-out subject's rows added to every inner training set): the
     spy and the tamper check both fail."""
     from glfnet.eval import tune
@@ -403,16 +405,8 @@ def test_tune_checks_catch_the_held_out_subject_in_an_inner_training_set(tiny_se
         ]
 
     monkeypatch.setattr(tune, "inner_splits", leaky)
-    seen = []
-    real_inner = tune.train_inner
-
-    def spy(fs, job):
-        seen.append((job.split.name, set(tiny_set.samples["subject"].iloc[job.split.train_idx])))
-        return real_inner(fs, job)
-
-    monkeypatch.setattr(tune, "train_inner", spy)
-    with pytest.raises(AssertionError):
-        _check_no_held_out_in_inner(tiny_set, loso_folds(tiny_set.samples)[1], seen)
+    with pytest.raises(AssertionError, match="holds"):
+        _check_no_held_out_in_inner(tiny_set, tmp_path, monkeypatch)
     with pytest.raises(AssertionError):
         _check_tune_tamper(tiny_set)
 
