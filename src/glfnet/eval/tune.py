@@ -59,7 +59,9 @@ from glfnet.eval.runner import _Clock, run_folds, write_results
 from glfnet.eval.splits import Fold, make_folds, subject_keys
 from glfnet.metrics import scores, uf1_uar
 from glfnet.models.registry import preset_revision
-from glfnet.train.fold import build_model, input_size
+from glfnet.train.fold import fold_data
+from glfnet.train.loop import Job
+from glfnet.train.single import SingleStepper
 from glfnet.train.trainer import FoldInput, determinism, fold_seed, one_thread_on_cpu, train_folds
 
 RULES: tuple[str, ...] = typing.get_args(Rule)
@@ -558,7 +560,7 @@ def plan_tune(fs: FlowSet, base: Config, menu: Menu, settings: TuneSettings, out
     left = [j for j in jobs if t.read_inner(j) is None] if t.rd.inner_dir.exists() else jobs
     left_keys = {j.key for j in left}
     workers = n_workers(base, max(len(left), 1))
-    rate = {name: step_seconds(cfg) for name, cfg in t.configs.items()}
+    rate = {name: step_seconds(cfg, fs) for name, cfg in t.configs.items()}
     rows = []
     for r in menu.trained():
         mine = [j for j in jobs if j.recipe == r.name]
@@ -582,34 +584,31 @@ def plan_tune(fs: FlowSet, base: Config, menu: Menu, settings: TuneSettings, out
     return TunePlan(rows, len(todo), (min(finals), max(finals)), workers, len(t.folds), list(base.seeds))
 
 
-# measured: two fold workers side by side train about 1.15x slower per sample than the bare
-# timed steps of one (glfnet_t and ststnet on the composite, AMD EPYC, 2026-12-07)
-_OVERHEAD = 1.15
+# measured (composite, AMD EPYC, 2026-12-07): a fold takes 1.1-1.2x its steps' time for
+# glfnet_t and 1.6x for ststnet (BatchNorm refresh, prediction: fixed costs of a small
+# network), and two fold workers side by side each run about 1.15x slower than one alone
+_OVERHEAD = 1.3
 
 
-def step_seconds(cfg: Config, steps: int = 5) -> float:
-    """Seconds per training sample of ``cfg``'s network on this machine, single-threaded on
-    the CPU as a fold worker trains: the median of ``steps`` timed steps of one batch (after
-    two untimed), times the overhead a real fold adds. For the cost plan only: it draws from
-    a forked random state and changes nothing."""
-    side = input_size(cfg)
+def step_seconds(cfg: Config, fs: FlowSet, steps: int = 5) -> float:
+    """Seconds per training sample of ``cfg``'s network on this machine: the median of
+    ``steps`` steps of the training loop's own stepper on one batch of ``fs`` (augmentation
+    included; after two untimed), single-threaded on the CPU as a fold worker trains, times
+    the overhead a real fold adds. For the cost plan only: it draws from a forked random state
+    and changes nothing."""
+    n = min(len(fs), cfg.batch_size)
+    db = fs.samples["database"].to_numpy()[:n]
     with torch.random.fork_rng(devices=[]), one_thread_on_cpu(cfg.device):
         device = torch.device(cfg.device)
-        # (Module.to takes memory_format, which PyTorch's type stubs do not show)
-        model = build_model(cfg, 3).to(device, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, foreach=True)
-        x = torch.randn(cfg.batch_size, 3, side, side, device=device)
-        y = torch.randint(0, 3, (cfg.batch_size,), device=device)
+        data = fold_data(fs.X[:n], fs.y[:n], np.ones(n, bool), db, cfg, len(fs.classes), fs.encoding, device)
+        stepper = SingleStepper(Job(0, data, 0, np.random.default_rng(0), None, None), cfg)
+        rows: list[np.ndarray | None] = [np.arange(n)]
         times = []
         for _ in range(steps + 2):
             t0 = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            stepper.step(rows, [cfg.lr])
             times.append(time.perf_counter() - t0)
-    return float(np.median(times[2:])) / cfg.batch_size * _OVERHEAD
+    return float(np.median(times[2:])) / n * _OVERHEAD
 
 
 def run_tune(
