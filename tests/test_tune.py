@@ -11,8 +11,9 @@ import yaml
 
 from clirun import glfnet
 from glfnet.config import Config
+from glfnet.data.digest import data_digest
 from glfnet.errors import ConfigError, DataError
-from glfnet.eval import tune
+from glfnet.eval import runner, tune
 from glfnet.eval.menu import parse_menu, training_cost
 from glfnet.eval.rundir import RunDir
 from glfnet.eval.splits import loso_folds, subject_keys
@@ -38,14 +39,14 @@ def _menu(recipes=RECIPES, base=BASE):
         ([], ["non-empty"]),
         ([{"model": "ststnet"}], ["recipe 1", "name"]),
         ([{"name": "a", "model": "ststnet"}, {"name": "a", "model": "glfnet_s"}], ["'a'", "twice"]),
-        ([{"name": "a", "epochz": 3}], ["recipe 'a'", "unknown option `epochz`"]),
-        ([{"name": "a", "epochs": "ten"}], ["recipe 'a'", "`epochs` expects a whole number", "'ten'"]),
-        ([{"name": "a", "epochs": 0}], ["recipe 'a'", "`epochs` must be at least 1"]),
+        ([{"name": "a", "epochz": 3}], ["recipe 'a'", "unknown option 'epochz'"]),
+        ([{"name": "a", "epochs": "ten"}], ["recipe 'a'", "'epochs' expects a whole number", "'ten'"]),
+        ([{"name": "a", "epochs": 0}], ["recipe 'a'", "'epochs' must be at least 1"]),
         ([{"name": "a", "model": "resnet"}], ["recipe 'a'", "resnet"]),
-        ([{"name": "a", "loss": "hinge"}], ["recipe 'a'", "`loss`", "hinge"]),
+        ([{"name": "a", "loss": "hinge"}], ["recipe 'a'", "'loss'", "hinge"]),
         ([{"name": "a", "model_args": {"fusion": "max"}}], ["recipe 'a'", "fusion", "max"]),
-        ([{"name": "a", "device": "cuda"}], ["recipe 'a'", "`device` is not a recipe option"]),
-        ([{"name": "a", "seeds": [1]}], ["recipe 'a'", "`seeds` is not a recipe option"]),
+        ([{"name": "a", "device": "cuda"}], ["recipe 'a'", "'device' is not a recipe option"]),
+        ([{"name": "a", "seeds": [1]}], ["recipe 'a'", "'seeds' is not a recipe option"]),
         ([{"name": "a"}, {"name": "b", "average": ["a", "c"]}], ["recipe 'b'", "'c'"]),
         ([{"name": "a"}, {"name": "b", "average": ["a"]}], ["recipe 'b'", "two or more"]),
         (
@@ -257,6 +258,29 @@ def test_a_tune_run_refuses_a_folder_of_another_menu(tiny_set, tmp_path):
             tune.TuneSettings(),
             out,
         )
+    # its folds are the chosen recipes': `glfnet loso` of the base configuration may not reuse them
+    diff = runner.config_diff(out, BASE.replace(model="ststnet", epochs=1), data_digest(tiny_set))
+    assert diff and "tune" in diff[0]
+    # --overwrite replaces it even where its config.yaml names a removed option
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    (out / "config.yaml").write_text(yaml.safe_dump({**cfg, "tta": True}))
+    tune.run_tune(
+        tiny_set,
+        BASE.replace(model="ststnet", epochs=1),
+        _menu([{"name": "s"}]),
+        tune.TuneSettings(),
+        out,
+        True,
+    )
+    assert yaml.safe_load((out / "config.yaml").read_text())["tune"]["menu"] == [{"name": "s"}]
+
+
+@pytest.mark.parametrize("option", ["oracle", "save_checkpoints"])
+def test_a_tune_run_refuses_what_its_finals_would_not_write(tiny_set, tmp_path, option):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match=option):
+        tune.run_tune(tiny_set, BASE.replace(seeds=[0], **{option: True}), _menu(), tune.TuneSettings(), out)
+    assert not out.exists()
 
 
 def test_the_plan_counts_shared_and_own_inner_trainings(tiny_set, tmp_path):
@@ -281,7 +305,13 @@ def test_cli_refuses_a_bad_menu_before_writing_anything(flat_dir, tmp_path, caps
     menu = _write_menu(tmp_path, [{"name": "a", "model": "ststnet"}, {"name": "b", "epochs": -1}])
     out = tmp_path / "run"
     code, _, err = glfnet(capsys, "tune", str(flat_dir), "--menu", str(menu), "--out", str(out))
-    assert code == 2 and "recipe 'b'" in err and "epochs" in err and "Traceback" not in err
+    assert (
+        code == 2
+        and "recipe 'b'" in err
+        and "'epochs'" in err
+        and "--epochs" not in err
+        and "Traceback" not in err
+    )
     assert not out.exists()
     code, _, err = glfnet(capsys, "tune", str(flat_dir), "--menu", str(tmp_path / "none.yaml"))
     assert code == 2 and "none.yaml" in err

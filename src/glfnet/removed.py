@@ -37,8 +37,8 @@ PIPELINE = {"tta": False}
 
 def _stop(where: str, what: str, error: type[GlfnetError]) -> GlfnetError:
     return error(
-        f"{where}: {what} was removed from glfnet in this version (it gained nothing: "
-        "docs/training.md, Removed options), so this version cannot reproduce what the file "
+        f"{where}: {what} was removed from glfnet in this version (measured without a gain worth "
+        "its place: docs/training.md, Removed options), so this version cannot reproduce what the file "
         f"describes. Use glfnet at commit {LAST_COMMIT} for it, or delete the option."
     )
 

@@ -25,8 +25,8 @@ from glfnet.errors import ConfigError
 # placeholders ({models}, {model_options}) are filled when help is shown (cli/contract.py)
 MODEL_HELP = "Model preset: {models}."
 MODEL_ARG_HELP = (
-    "Model option KEY=VALUE, repeatable; the default model's: {model_options}. "
-    "A wrong key lists the model's options."
+    "Model option KEY=VALUE, repeatable, e.g. branch_width=32; the default model's switches: "
+    "{model_options}. A wrong key lists all the model's options."
 )
 
 # ---------------------------------------------------------------------------- input
@@ -107,7 +107,7 @@ Amp = Annotated[
     typer.Option(
         "--amp/--no-amp",
         help="bfloat16 autocast while training: cuda, or a CPU with AVX-512 BF16/AMX "
-        "(faster for glfnet_s there; slower for ststnet).",
+        "(faster for glfnet_s and glfnet_t there; slower for ststnet).",
         show_default="amp" if Config.amp else "no-amp",
     ),
 ]
@@ -183,7 +183,7 @@ Overwrite = Annotated[
     typer.Option(
         "--overwrite",
         help="Replace what --out holds where it would be refused: an earlier run with other "
-        "settings, or a model.",
+        "settings (train: an existing model).",
     ),
 ]
 NoReport = Annotated[bool, typer.Option("--no-report", help="Skip report.md/report.html.")]

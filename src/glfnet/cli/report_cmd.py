@@ -12,7 +12,9 @@ from glfnet.cli.steps import show_comparison
 
 def report(
     run_dir: Path = typer.Argument(
-        ..., help="A run directory written by `glfnet loso` (or one variant folder of `glfnet ablate`)."
+        ...,
+        help="A run directory written by `glfnet loso` or `glfnet tune` (or one variant folder of "
+        "`glfnet ablate`).",
     ),
 ) -> None:
     """Write report.md, a self-contained report.html and figures/ into RUN_DIR.

@@ -41,9 +41,7 @@ def train(
     config: o.ConfigFile = None,
     seed: Annotated[
         int | None,
-        typer.Option(
-            "--seed", help="Random seed (when not given: the configuration's first seed).", show_default="0"
-        ),
+        typer.Option("--seed", help="Random seed.", show_default="the configuration's first seed"),
     ] = None,
     device: o.DeviceOption = None,
     amp: o.Amp = None,

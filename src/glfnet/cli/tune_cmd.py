@@ -33,7 +33,8 @@ def tune(
         typer.Option(
             "--inner-folds",
             help="K: the training subjects of each outer fold are split into K subject groups, every "
-            "database in each; each recipe trains K times and is scored on the group it did not see.",
+            "database with K subjects or more in each; each recipe trains K times and is scored on "
+            "the group it did not see.",
         ),
     ] = 2,
     inner_ensemble: Annotated[
@@ -133,7 +134,7 @@ def _run(
         "training",
         quiet,
         on,
-        trained=("network", " (inner and final)"),
+        trained=("training", " (inner and final)"),
     )
 
 

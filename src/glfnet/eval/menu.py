@@ -177,22 +177,28 @@ def _recipe(item: Any, i: int, base: Config, where: str, seen: list[str]) -> Rec
     try:
         cfg = base.replace(**options).validate()
     except ConfigError as e:
-        raise ConfigError(f"{at}: {e}") from None
+        raise ConfigError(f"{at}: {_as_keys(str(e))}") from None
     return Recipe(name, dict(options), cfg, (), description)
+
+
+def _as_keys(message: str) -> str:
+    """Config's message with its `names` quoted as menu keys ('epochs'), since the command
+    line would otherwise show them as flags (--epochs) that a menu does not have."""
+    return re.sub(r"`([^`]+)`", r"'\1'", message)
 
 
 def _check_key(at: str, key: str, value: Any) -> None:
     """A known recipe key holding a value of the field's type."""
     if key in NOT_RECIPE:
         raise ConfigError(
-            f"{at}: `{key}` is not a recipe option (it says where or how the run happens, the "
+            f"{at}: '{key}' is not a recipe option (it says where or how the run happens, the "
             "same for every recipe): give it to the command instead"
         )
     if key not in RECIPE_KEYS:
-        raise ConfigError(f"{at}: unknown option `{key}`; recipe options are {', '.join(RECIPE_KEYS)}")
+        raise ConfigError(f"{at}: unknown option '{key}'; recipe options are {', '.join(RECIPE_KEYS)}")
     expected, ok = _field_type(key)
     if not ok(value):
-        raise ConfigError(f"{at}: `{key}` expects {expected}, got {value!r}")
+        raise ConfigError(f"{at}: '{key}' expects {expected}, got {value!r}")
 
 
 def _field_type(key: str) -> tuple[str, Any]:

@@ -94,6 +94,8 @@ def config_diff(out: Path, cfg: Config, digest: str) -> list[str]:
         )
     if old.get("data_digest") not in (None, digest):
         diff.append("the input data differ")
+    if old.get("tune"):  # its folds are the chosen recipes', not this configuration's
+        diff.insert(0, "it is a `glfnet tune` run")
     return diff
 
 

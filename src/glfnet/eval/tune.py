@@ -460,8 +460,10 @@ def _prepare_out(
     write config.yaml."""
     digest = data_digest(fs)
     tune = tune_record(settings, menu)
-    old = removed.config_options(rd.read_config(), str(rd.config_path)) if rd.config_path.exists() else None
-    if old is not None and not overwrite:
+    old = None
+    if rd.config_path.exists() and not overwrite:
+        old = removed.config_options(rd.read_config(), str(rd.config_path))
+    if old is not None:
         diff = [f"{k}: {old.get(k)!r} -> {v!r}" for k, v in base.fingerprint().items() if old.get(k) != v]
         if old.get("tune") != tune:
             diff.append("the menu or the tune settings differ" if old.get("tune") else "it is not a tune run")
@@ -628,6 +630,13 @@ def run_tune(
     (:meth:`~glfnet.eval.rundir.RunDir.hold`) throughout."""
     base.validate()
     settings.validate()
+    unsupported = [k for k in ("oracle", "save_checkpoints") if getattr(base, k)]
+    if unsupported:  # the finals train without them: refused rather than silently dropped
+        raise ConfigError(
+            f"the configuration sets {' and '.join(repr(k) for k in unsupported)}, which a tune run "
+            "does not write (the oracle figure and checkpoints belong to `glfnet loso`): remove "
+            "them from the --config file"
+        )
     t = _Tune(fs, base, menu, settings, Path(out))
     with t.rd.hold(ANOTHER_OUT):  # one writer: a second run into ``out`` is refused at once
         return _run_tune(t, overwrite, progress, log)

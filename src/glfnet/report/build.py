@@ -151,7 +151,7 @@ def _selection(doc: Doc, m: Metrics) -> None:
     doc.p(
         f"For every outer fold, each recipe of the menu {_code(sel.get('menu_file'))} was scored "
         f"by a {sel.get('inner_folds')}-fold inner cross-validation over that fold's training "
-        "subjects only (subject-grouped, every database in each inner fold); the rule "
+        "subjects only (subject-grouped; every database with enough subjects in each inner fold); the rule "
         f"{_code(sel.get('rule'))} picked one"
         + (
             " (the cheapest recipe within one standard error of the best inner UF1)"

@@ -160,8 +160,9 @@ def train_fold(
     ``cfg.fold_batch`` > 1 trains that many members at once as one batched network.
     ``observer(epoch, predict, member)`` sees a frozen predictor ``predict(X, groups=None)``
     of each member after each epoch; ``on_epoch(record)`` gets the log row. ``groups`` (the
-    database of each training sample) gives per-database input statistics when
-    ``cfg.db_norm``.
+    database of each sample) serves the per-database options: input statistics
+    (``cfg.db_norm``), class weights (``cfg.cb_per_database``) and BatchNorm statistics
+    (``cfg.bn_per_database``).
     """
     fold = FoldInput(X, y, subjects, num_classes, encoding, seed, groups)
     return train_folds([fold], cfg, [observer], on_epoch, cfg.fold_batch_size())[0]
