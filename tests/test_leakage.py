@@ -322,38 +322,61 @@ def _tune_menu():
     return parse_menu({"recipes": recipes}, TUNE_BASE)
 
 
-def _tune_fold(fs, fold):
+def _tune_run(fs, out, monkeypatch):
+    """A whole tune run of seed 0 in this process: its fold records by fold, and the final
+    models by (fold, model), caught as they are trained."""
     from glfnet.eval import tune
+    from glfnet.eval.rundir import RunDir
 
-    return tune.tune_fold(fs, fold, _tune_menu(), tune.TuneSettings(inner_folds=2), seed=0)
+    finals, real = {}, tune.run_folds
+
+    def spy(fs_, unit, cfg):
+        done = real(fs_, unit, cfg)
+        for (_, fold), (_, trained) in zip(unit, done):
+            finals[(fold.name, cfg.model)] = trained
+        return done
+
+    monkeypatch.setattr(tune, "run_folds", spy)
+    tune.run_tune(fs, TUNE_BASE.replace(jobs=1), _tune_menu(), tune.TuneSettings(), out)
+    monkeypatch.setattr(tune, "run_folds", real)
+    return {r.fold: r for r in RunDir(out).fold_records(0)}, finals
 
 
-def _check_tune_tamper(tiny_set, fold_index=1):
-    """Tune one outer fold on the set and on the set with its held-out subject's inputs and
-    labels changed: every inner score, the choice and the final model's weights must be the
-    same; only the held-out subject's own predictions may move."""
+def _check_tune_tamper(tiny_set, tmp_path, monkeypatch, fold_index=1):
+    """Run nested selection on the set and on the set with one subject's inputs and labels
+    changed: for the fold that holds that subject out, every inner score, the choice and the
+    final model's weights must be the same; only its own predictions may move."""
+    from glfnet.eval import tune
+    from glfnet.eval.rundir import RunDir
+
     fold = loso_folds(tiny_set.samples)[fold_index]
-    a = _tune_fold(tiny_set, fold)
-    b = _tune_fold(_tamper(tiny_set, fold.test_idx), fold)
-    assert a.table == b.table  # inner UF1/UAR, gaps, standard errors, costs, the choice
+    records_a, finals_a = _tune_run(tiny_set, tmp_path / "a", monkeypatch)
+    records_b, finals_b = _tune_run(_tamper(tiny_set, fold.test_idx), tmp_path / "b", monkeypatch)
+    a, b = records_a[fold.name], records_b[fold.name]
+    assert a.selection == b.selection  # inner UF1/UAR, gaps, standard errors, costs, the choice
     held = set(tiny_set.samples["sample_id"].iloc[fold.test_idx])
-    for key, res in a.inner.items():  # every inner prediction of a training subject
-        other = b.inner[key]
-        assert res.train_subjects == other.train_subjects
-        keep = [i for i, sid in enumerate(res.test_ids) if sid not in held]
-        assert [res.probs[i] for i in keep] == [other.probs[i] for i in keep]
-    for ma, mb in zip(a.models, b.models):  # the final model(s)
-        sa, sb = _state(ma), _state(mb)
+    for recipe in ("glfnet", "ststnet"):  # every inner prediction of a training subject
+        for name in a.selection["inner_folds"]:
+            ra, rb = (
+                json.loads(tune._inner_path(RunDir(tmp_path / x), 0, recipe, name).read_text()) for x in "ab"
+            )
+            assert ra["train_subjects"] == rb["train_subjects"]
+            keep = [i for i, sid in enumerate(ra["test_ids"]) if sid not in held]
+            assert [ra["probs"][i] for i in keep] == [rb["probs"][i] for i in keep]
+    models = [k for k in finals_a if k[0] == fold.name]
+    assert models and models == [k for k in finals_b if k[0] == fold.name]
+    for key in models:  # the final model(s)
+        sa, sb = _state(finals_a[key]), _state(finals_b[key])
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert a.record.probs != b.record.probs  # the held-out predictions do see the tampering
+    assert a.probs != b.probs  # the held-out predictions do see the tampering
     return a
 
 
 @pytest.mark.slow
-def test_tune_held_out_subject_changes_no_inner_score_choice_or_weight(tiny_set):
-    a = _check_tune_tamper(tiny_set)
-    assert {row["recipe"] for row in a.table} == {"glfnet", "ststnet", "both"}
-    assert sum(row["chosen"] for row in a.table) == 1
+def test_tune_held_out_subject_changes_no_inner_score_choice_or_weight(tiny_set, tmp_path, monkeypatch):
+    a = _check_tune_tamper(tiny_set, tmp_path, monkeypatch)
+    assert {row["recipe"] for row in a.selection["inner"]} == {"glfnet", "ststnet", "both"}
+    assert sum(row["chosen"] for row in a.selection["inner"]) == 1
 
 
 def _spy_on_inner_trainings(monkeypatch):
@@ -406,13 +429,13 @@ def test_tune_checks_catch_the_held_out_subject_in_an_inner_training_set(tiny_se
 
     monkeypatch.setattr(tune, "inner_splits", leaky)
     with pytest.raises(AssertionError, match="holds"):
-        _check_no_held_out_in_inner(tiny_set, tmp_path, monkeypatch)
+        _check_no_held_out_in_inner(tiny_set, tmp_path / "spy", monkeypatch)
     with pytest.raises(AssertionError):
-        _check_tune_tamper(tiny_set)
+        _check_tune_tamper(tiny_set, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_tune_tamper_check_catches_choices_scored_on_the_held_out_subject(tiny_set, monkeypatch):
+def test_tune_tamper_check_catches_choices_scored_on_the_held_out_subject(tiny_set, tmp_path, monkeypatch):
     """Put the leak in (the inner scores pool the held-out subject's own predictions, which
     the shared inner training makes, with the training subjects'): the tamper check fails."""
     from glfnet.eval import tune
@@ -430,4 +453,4 @@ def test_tune_tamper_check_catches_choices_scored_on_the_held_out_subject(tiny_s
 
     monkeypatch.setattr(tune, "inner_table", leaky)
     with pytest.raises(AssertionError):
-        _check_tune_tamper(tiny_set)
+        _check_tune_tamper(tiny_set, tmp_path, monkeypatch)

@@ -371,44 +371,6 @@ def merge_parts(records: list[FoldRecord], recipes: list[str]) -> FoldRecord:
     return rec
 
 
-@dataclass
-class TunedFold:
-    """One outer fold tuned in this process (:func:`tune_fold`): the inner trainings' results
-    (keyed recipe, inner fold name), the inner table with the choice, the fold's record and
-    its final models (one per part of the chosen recipe)."""
-
-    inner: dict[tuple[str, str], InnerResult]
-    table: list[dict[str, Any]]
-    record: FoldRecord
-    models: list[Any]
-
-    @property
-    def chosen(self) -> str:
-        return _chosen(self.table)
-
-
-def tune_fold(fs: FlowSet, fold: Fold, menu: Menu, settings: TuneSettings, seed: int) -> TunedFold:
-    """Nested selection for one outer fold, here and now (what :func:`run_tune` does for every
-    fold, spread over workers and written as it goes): the fold's inner trainings, the choice,
-    and the chosen recipe's final training."""
-    k = int(settings.inner_folds)
-    splits = inner_splits(fs.samples, fold, inner_groups(fs.samples, k, seed), k)
-    configs = {r.name: r.config for r in menu.trained() if r.config is not None}
-    device = next(iter(configs.values())).device
-    inner = {}
-    with one_thread_on_cpu(device), determinism(device):
-        for name, cfg in configs.items():
-            for s in splits:
-                inner[(name, s.name)] = train_inner(fs, InnerJob(seed, name, s, settings.inner_config(cfg)))
-        table = inner_table(fs, fold, splits, inner, menu, settings, seed)
-        names = [p.name for p in menu.parts(_chosen(table))]
-        finals = [run_folds(fs, [(seed, fold)], configs[n])[0] for n in names]
-    records = [rec for rec, _ in finals]
-    rec = merge_parts(records, names) if len(names) > 1 else records[0]
-    rec.selection = selection_record(table, settings, splits)
-    return TunedFold(inner, table, rec, [t for _, t in finals])
-
-
 def _chosen(table: list[dict[str, Any]]) -> str:
     return next(row["recipe"] for row in table if row["chosen"])
 
