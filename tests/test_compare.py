@@ -17,6 +17,7 @@ from glfnet.report.compare import (
     compare_runs,
     default_out,
     paired_difference,
+    what_differs,
     write_comparison,
 )
 
@@ -28,6 +29,19 @@ def per_seed(values: dict[int, float]) -> list[dict]:
 
 def scores(values: dict[int, float]) -> list[SeedScores]:
     return [SeedScores.from_dict(r) for r in per_seed(values)]
+
+
+def test_what_differs_reads_older_runs_as_this_version_does():
+    """A run written before options were removed (at their no-op values) or added (absent)
+    differs from today's run of the same settings in nothing; a real change is named."""
+    old = {"model": "glfnet_t", "epochs": 35, "tta": False, "swa_epochs": 0, "swa_lr": 0.01}
+    old["model_args"] = {"branch_width": 32, "region_halo": 0}
+    new = {"model": "glfnet_t", "epochs": 35, "cb_per_database": False, "model_args": {"branch_width": 32}}
+    assert what_differs(old, new) == "" and what_differs(new, old) == ""
+    assert (
+        what_differs(old, {**new, "epochs": 40, "cb_per_database": True}) == "cb_per_database=True, epochs=40"
+    )
+    assert what_differs({**old, "tta": True}, new) == "tta=None"
 
 
 # --------------------------------------------------------------------------- the noise rule

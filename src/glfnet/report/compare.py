@@ -241,12 +241,31 @@ def compare_runs(paths: Sequence[str | Path], names: list[str] | None = None) ->
     return comp
 
 
+def _settled(cfg: dict) -> dict:
+    """``cfg`` as this version reads it: options added since at their defaults, removed ones
+    at the value where they changed nothing left out (so they are no difference)."""
+    from dataclasses import MISSING, fields
+
+    from glfnet import removed
+    from glfnet.config import Config
+
+    def live(d: dict, noops: dict) -> dict:
+        return {k: v for k, v in d.items() if k not in noops or noops[k] != v}
+
+    out = live({f.name: f.default for f in fields(Config) if f.default is not MISSING} | cfg, removed.CONFIG)
+    out = {k: v for k, v in out.items() if removed.CONFIG_THROUGH.get(k, k) in out}
+    if isinstance(out.get("model_args"), dict):
+        out["model_args"] = live(out["model_args"], removed.MODEL_ARGS)
+    return out
+
+
 def what_differs(base_cfg: dict, cfg: dict) -> str:
     """Configuration keys that differ from the base run, ``key=value`` (seeds and run-only
-    keys left out)."""
+    keys left out; runs of earlier versions read as this version reads them)."""
     from glfnet.config import Config
 
     skip = set(Config.RUN_ONLY)
+    base_cfg, cfg = _settled(base_cfg), _settled(cfg)
     out = []
     for k in sorted(set(base_cfg) | set(cfg)):
         if k in skip or base_cfg.get(k) == cfg.get(k):
