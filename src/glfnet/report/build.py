@@ -109,9 +109,11 @@ def _protocol(doc: Doc, run: Run) -> None:
         "subjects (never the held-out one)"
     )
     held = "database" if m.protocol == "lodo" else "subject"
+    training = f"trained for {_code(cfg.get('epochs'))} epochs with {stop}, loss {_code(cfg.get('loss'))}"
+    if m.selection:  # each recipe's own options are in config.yaml's menu
+        training = "trained as its recipe in the menu says (config.yaml)"
     doc.p(
-        f"{split} {model}, trained for {_code(cfg.get('epochs'))} epochs with {stop}, "
-        f"loss {_code(cfg.get('loss'))}. Input normalisation statistics and class weights "
+        f"{split} {model}, {training}. Input normalisation statistics and class weights "
         f"are fitted on each fold's training subjects only. The held-out {held} is predicted "
         "once, after training: no epoch, checkpoint, threshold or setting is chosen with it."
     )
