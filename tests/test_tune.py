@@ -242,36 +242,21 @@ def test_a_killed_tune_run_resumes_and_equals_an_uninterrupted_one(tune_run, tin
 
 
 def test_a_tune_run_refuses_a_folder_of_another_menu(tiny_set, tmp_path):
-    out = tmp_path / "run"
-    tune.run_tune(
-        tiny_set,
-        BASE.replace(model="ststnet", epochs=1),
-        _menu([{"name": "s"}, {"name": "t", "epochs": 2}]),
-        tune.TuneSettings(),
-        out,
-    )
+    out, base = tmp_path / "run", BASE.replace(model="ststnet", epochs=1)
+
+    def run(recipes, overwrite=False):
+        tune.run_tune(tiny_set, base, _menu(recipes), tune.TuneSettings(), out, overwrite)
+
+    run([{"name": "s"}, {"name": "t", "epochs": 2}])
     with pytest.raises(ConfigError, match="menu"):
-        tune.run_tune(
-            tiny_set,
-            BASE.replace(model="ststnet", epochs=1),
-            _menu([{"name": "s"}]),
-            tune.TuneSettings(),
-            out,
-        )
+        run([{"name": "s"}])
     # its folds are the chosen recipes': `glfnet loso` of the base configuration may not reuse them
-    diff = runner.config_diff(out, BASE.replace(model="ststnet", epochs=1), data_digest(tiny_set))
+    diff = runner.config_diff(out, base, data_digest(tiny_set))
     assert diff and "tune" in diff[0]
     # --overwrite replaces it even where its config.yaml names a removed option
     cfg = yaml.safe_load((out / "config.yaml").read_text())
     (out / "config.yaml").write_text(yaml.safe_dump({**cfg, "tta": True}))
-    tune.run_tune(
-        tiny_set,
-        BASE.replace(model="ststnet", epochs=1),
-        _menu([{"name": "s"}]),
-        tune.TuneSettings(),
-        out,
-        True,
-    )
+    run([{"name": "s"}], overwrite=True)
     assert yaml.safe_load((out / "config.yaml").read_text())["tune"]["menu"] == [{"name": "s"}]
 
 
