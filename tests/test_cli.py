@@ -201,3 +201,18 @@ def test_process_exit_code_and_no_traceback(tmp_path):
     )
     assert r.returncode == 2
     assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_set_size_counts_subjects_per_database():
+    """Equal subject names in two databases are two subjects, as the folds count them."""
+    import pandas as pd
+
+    from glfnet.cli.steps import set_size
+
+    class Set:
+        samples = pd.DataFrame({"database": ["samm", "samm", "casme2"], "subject": ["006", "006", "006"]})
+
+        def __len__(self):
+            return 3
+
+    assert set_size(Set()) == "3 samples, 2 subjects"

@@ -12,7 +12,7 @@ import typer
 from glfnet.cli import options as o
 from glfnet.cli.messages import console, plural, warn
 from glfnet.cli.progress import run_with_progress
-from glfnet.cli.steps import holding, load_data, show_comparison, write_report
+from glfnet.cli.steps import holding, load_data, set_size, show_comparison, write_report
 from glfnet.eval.ablation import VARIANTS
 
 
@@ -82,8 +82,7 @@ def ablate(
     with holding(out):  # the folder of comparison.md; each variant's folder is held too
         fs = load_data(data, labels, skip_bad)
         console.print(
-            f"{plural(len(fs), 'sample')}, "
-            f"{plural(fs.samples['subject'].nunique(), 'subject')}; variants "
+            f"{set_size(fs)}; variants "
             f"{', '.join(configs)}; {plural(base.epochs, 'epoch')}, seeds {base.seeds} "
             f"-> {out}"
         )

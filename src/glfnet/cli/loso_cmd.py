@@ -10,7 +10,7 @@ import typer
 from glfnet.cli import options as o
 from glfnet.cli.messages import console, err_console, plural
 from glfnet.cli.progress import run_with_progress
-from glfnet.cli.steps import holding, load_data, print_json, print_results, write_report
+from glfnet.cli.steps import holding, load_data, print_json, print_results, set_size, write_report
 
 
 def loso(
@@ -76,8 +76,7 @@ def loso(
     with holding(out):
         fs = load_data(data, labels, skip_bad)
         say.print(
-            f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}"
-            f"; {cfg.model}, {cfg.protocol}, {plural(cfg.epochs, 'epoch')}, seeds {cfg.seeds} "
+            f"{set_size(fs)}; {cfg.model}, {cfg.protocol}, {plural(cfg.epochs, 'epoch')}, seeds {cfg.seeds} "
             f"-> {out}"
         )
         metrics = run_with_progress(fs, cfg, out, overwrite, quiet, on=say)

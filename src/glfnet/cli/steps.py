@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
-from glfnet.cli.messages import console, warn
+from glfnet.cli.messages import console, plural, warn
 
 if TYPE_CHECKING:
     from glfnet.data.flowsets import FlowSet
@@ -30,6 +30,14 @@ def load_data(data: Path, labels: Path | None, skip_bad: bool) -> FlowSet:
     for w in fs.warnings:
         warn(w)
     return fs
+
+
+def set_size(fs: FlowSet) -> str:
+    """ "442 samples, 68 subjects": subjects counted per database (equal names in two
+    databases are two subjects, as the folds count them)."""
+    from glfnet.eval.splits import subject_keys
+
+    return f"{plural(len(fs), 'sample')}, {plural(len(set(subject_keys(fs.samples))), 'subject')}"
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from glfnet.cli import options as o
 from glfnet.cli.messages import console, err_console, plural, warn
-from glfnet.cli.steps import load_data, print_json
+from glfnet.cli.steps import load_data, print_json, set_size
 from glfnet.config import Config
 
 if TYPE_CHECKING:
@@ -99,8 +99,7 @@ def train(
 
 def _print_plan(say: Console, fs: FlowSet, cfg: Config, seed: int, out: Path) -> None:
     say.print(
-        f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}"
-        f", classes {', '.join(fs.classes)}; {cfg.model}, {plural(cfg.epochs, 'epoch')}, "
+        f"{set_size(fs)}, classes {', '.join(fs.classes)}; {cfg.model}, {plural(cfg.epochs, 'epoch')}, "
         f"seed {seed} -> {out}"
     )
     say.print(

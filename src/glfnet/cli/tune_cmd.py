@@ -11,7 +11,7 @@ import typer
 from glfnet.cli import options as o
 from glfnet.cli.messages import console, duration, err_console, plural
 from glfnet.cli.progress import track
-from glfnet.cli.steps import holding, load_data, print_json, print_results, write_report
+from glfnet.cli.steps import holding, load_data, print_json, print_results, set_size, write_report
 from glfnet.config import Rule
 
 
@@ -103,8 +103,7 @@ def tune(
         fs = load_data(data, labels, skip_bad)
         say = err_console if as_json else console
         say.print(
-            f"{plural(len(fs), 'sample')}, {plural(fs.samples['subject'].nunique(), 'subject')}; "
-            f"{plural(len(recipes.recipes), 'recipe')} from {menu}, {base.protocol}, "
+            f"{set_size(fs)}; {plural(len(recipes.recipes), 'recipe')} from {menu}, {base.protocol}, "
             f"{settings.inner_folds} inner folds, rule {settings.rule}, seeds {base.seeds} -> {out}"
         )
         cost = plan_tune(fs, base, recipes, settings, out)
