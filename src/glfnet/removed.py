@@ -58,6 +58,21 @@ def drop(
     return {k: v for k, v in data.items() if k not in table and k not in (through or {})}
 
 
+def noops_dropped(data: dict[str, Any]) -> dict[str, Any]:
+    """A configuration without its removed options at their no-op value (nor those acting
+    through one that is gone), ``model_args`` likewise: what :func:`config_options` keeps of
+    it, but an option that is on stays instead of stopping (for comparing old runs)."""
+
+    def live(d: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k not in table or table[k] != v}
+
+    out = live(data, CONFIG)
+    out = {k: v for k, v in out.items() if CONFIG_THROUGH.get(k, k) in out}
+    if isinstance(out.get("model_args"), dict):
+        out["model_args"] = live(out["model_args"], MODEL_ARGS)
+    return out
+
+
 def model_args(args: dict[str, Any], where: str, error: type[GlfnetError] = ConfigError) -> dict[str, Any]:
     """A model's options without removed ones at their no-op value (see :func:`drop`)."""
     for key, values in MODEL_ARG_VALUES.items():

@@ -249,14 +249,8 @@ def _settled(cfg: dict) -> dict:
     from glfnet import removed
     from glfnet.config import Config
 
-    def live(d: dict, noops: dict) -> dict:
-        return {k: v for k, v in d.items() if k not in noops or noops[k] != v}
-
-    out = live({f.name: f.default for f in fields(Config) if f.default is not MISSING} | cfg, removed.CONFIG)
-    out = {k: v for k, v in out.items() if removed.CONFIG_THROUGH.get(k, k) in out}
-    if isinstance(out.get("model_args"), dict):
-        out["model_args"] = live(out["model_args"], removed.MODEL_ARGS)
-    return out
+    defaults = {f.name: f.default for f in fields(Config) if f.default is not MISSING}
+    return removed.noops_dropped(defaults | cfg)
 
 
 def what_differs(base_cfg: dict, cfg: dict) -> str:
