@@ -133,7 +133,7 @@ def _run(
         "training",
         quiet,
         on,
-        trained=("training", " (inner and final)"),
+        trained=("model", " (inner and final)"),
     )
 
 
